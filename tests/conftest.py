@@ -1,0 +1,44 @@
+"""Test configuration.
+
+Unit tests compile many tiny graphs, so the suite's default compile mode is
+PyTensor's FAST_COMPILE (seconds per graph instead of tens of seconds on a cold
+cache); a few tests per real backend (C, Numba, JAX) check that those agree.
+Set THEANO_LSTM_TEST_MODE=c (or numba, jax) to run everything in another mode.
+"""
+
+import os
+
+import numpy as np
+import pytensor
+import pytest
+
+import theano_lstm.backend as backend
+
+TEST_MODE = os.environ.get("THEANO_LSTM_TEST_MODE", "fast_compile")
+backend.set_default_mode(TEST_MODE)
+pytensor.config.floatX = "float64"
+
+
+@pytest.fixture(autouse=True)
+def _float64_by_default():
+    """Every test starts in float64 (a test that wants float32 sets it itself)."""
+    old = pytensor.config.floatX
+    pytensor.config.floatX = "float64"
+    yield
+    pytensor.config.floatX = old
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+def has_jax() -> bool:
+    try:
+        import jax  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+requires_jax = pytest.mark.skipif(not has_jax(), reason="jax is not installed")

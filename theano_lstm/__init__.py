@@ -1,0 +1,33 @@
+"""theano_lstm: LSTM, GRU and RNN cells for PyTensor, the continuation of Theano.
+
+The 2014 ``theano_lstm`` API (``StackedCells``, ``LSTM``, ``Layer``,
+``forward``, ``initial_hidden_state``, ``create_optimization_updates``,
+``masked_loss``, ``MultiDropout``) on a modern, tested core.
+"""
+
+from . import backend, init
+from .backend import clip_gradient, get_mode, set_default_mode, use_float32
+from .layers import GRU, LSTM, RNN, Embedding, GatedInput, Gate, Layer, split_lstm_state
+from .stacked import SequenceResult, StackedCells, bidirectional
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Layer",
+    "Embedding",
+    "RNN",
+    "LSTM",
+    "GRU",
+    "GatedInput",
+    "Gate",
+    "StackedCells",
+    "SequenceResult",
+    "bidirectional",
+    "split_lstm_state",
+    "clip_gradient",
+    "get_mode",
+    "set_default_mode",
+    "use_float32",
+    "backend",
+    "init",
+]

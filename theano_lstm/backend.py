@@ -1,0 +1,363 @@
+"""PyTensor specifics in one place: scan, activations, dtypes and compile modes.
+
+Every other module of :mod:`theano_lstm` goes through this one for anything that
+depends on the PyTensor version or on the backend that compiles a graph, so that
+a change of PyTensor touches a single file.
+
+Compile modes
+-------------
+A *mode* decides which backend turns a graph into machine code.  The library
+accepts these names wherever it takes ``mode=`` (and :func:`set_default_mode`
+changes the default):
+
+``"cpu"``
+    The library default: PyTensor's C virtual machine (``"c"`` below).  It
+    compiles a small training function in a few seconds once its cache is warm
+    and runs recurrent graphs at least as fast as Numba does for the small
+    models of the tutorials.  See ``docs/compile_modes.md`` for measurements.
+``"c"``
+    PyTensor's ``CVM`` mode (C code, cached on disk in ``pytensor.config.compiledir``).
+``"numba"``
+    PyTensor's ``NUMBA`` mode (its own default since PyTensor 3).  Slow first
+    compile of a new graph, fast loops.
+``"jax"``
+    PyTensor's ``JAX`` mode, on whatever device jax uses (a CUDA GPU when a
+    CUDA build of jax is installed).  Needs static shapes: one compile per
+    distinct (time, batch) shape.  Requires ``floatX=float32`` (see
+    :func:`use_float32`).
+``"gpu"``
+    Same as ``"jax"`` but refuses to compile unless jax sees a GPU.
+``"fast_compile"``
+    Minimal graph rewriting and Python implementations; for debugging.
+
+A :class:`pytensor.compile.mode.Mode` instance is accepted too and used as is.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+from pytensor.compile.mode import Mode, get_mode as _pytensor_get_mode
+from pytensor.gradient import grad_clip
+
+__all__ = [
+    "scan",
+    "sigmoid",
+    "tanh",
+    "relu",
+    "hard_sigmoid",
+    "softmax",
+    "log_softmax",
+    "linear",
+    "get_activation",
+    "clip_gradient",
+    "floatX",
+    "as_floatX",
+    "shared",
+    "get_mode",
+    "set_default_mode",
+    "get_default_mode",
+    "function",
+    "use_float32",
+    "to_numpy",
+    "MODE_NAMES",
+]
+
+# --------------------------------------------------------------------------- scan
+
+
+def scan(
+    fn: Callable,
+    sequences: Sequence | None = None,
+    outputs_info: Sequence | None = None,
+    non_sequences: Sequence | None = None,
+    n_steps=None,
+    truncate_gradient: int = -1,
+    go_backwards: bool = False,
+    strict: bool = True,
+    name: str | None = None,
+):
+    """Run ``pytensor.scan`` and return only its outputs (a list).
+
+    Thin wrapper fixing the two arguments that changed across PyTensor
+    versions: updates are never returned (the library's graphs draw no random
+    numbers inside a loop) and ``return_list=True`` so callers always unpack a
+    list.  ``strict=True`` by default: every shared variable the step uses must
+    be passed in ``non_sequences``, which keeps the inner graph explicit and is
+    what JAX and Numba compile best.
+    """
+    outputs = pytensor.scan(
+        fn,
+        sequences=list(sequences or []),
+        outputs_info=list(outputs_info or []),
+        non_sequences=list(non_sequences or []),
+        n_steps=n_steps,
+        truncate_gradient=truncate_gradient,
+        go_backwards=go_backwards,
+        strict=strict,
+        name=name,
+        return_list=True,
+        return_updates=False,
+    )
+    return list(outputs)
+
+
+# -------------------------------------------------------------------- activations
+
+
+def sigmoid(x):
+    """Logistic function :math:`1 / (1 + e^{-x})`."""
+    return pt.sigmoid(x)
+
+
+def tanh(x):
+    """Hyperbolic tangent."""
+    return pt.tanh(x)
+
+
+def relu(x):
+    """Rectified linear unit :math:`\\max(x, 0)`, written with ``maximum`` so its
+    gradient at 0 is 0 and it compiles on every backend."""
+    return pt.maximum(x, pt.zeros_like(x))
+
+
+def hard_sigmoid(x):
+    """Piecewise-linear sigmoid :math:`\\mathrm{clip}(0.2 x + 0.5, 0, 1)`.
+
+    The form used by Keras and by the GRU language-model tutorial; cheaper than
+    :func:`sigmoid` and equal to it at 0.
+    """
+    slope = pt.as_tensor_variable(np.asarray(0.2, dtype=x.dtype))
+    shift = pt.as_tensor_variable(np.asarray(0.5, dtype=x.dtype))
+    return pt.clip(x * slope + shift, 0, 1)
+
+
+def softmax(x):
+    """Softmax over the last axis (PyTensor requires the axis to be explicit)."""
+    return pt.special.softmax(x, axis=-1)
+
+
+def log_softmax(x):
+    """Log-softmax over the last axis, computed stably."""
+    return pt.special.log_softmax(x, axis=-1)
+
+
+def linear(x):
+    """Identity activation."""
+    return x
+
+
+_ACTIVATIONS: dict[str, Callable] = {
+    "sigmoid": sigmoid,
+    "tanh": tanh,
+    "relu": relu,
+    "hard_sigmoid": hard_sigmoid,
+    "softmax": softmax,
+    "log_softmax": log_softmax,
+    "linear": linear,
+    "identity": linear,
+}
+
+
+def get_activation(activation: str | Callable | None) -> Callable:
+    """Resolve an activation given by name or as a callable.
+
+    Parameters
+    ----------
+    activation : str or callable or None
+        One of ``"sigmoid"``, ``"tanh"``, ``"relu"``, ``"hard_sigmoid"``,
+        ``"softmax"``, ``"log_softmax"``, ``"linear"``/``"identity"``; a
+        callable mapping a tensor to a tensor of the same shape; or ``None``
+        for the identity.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name.
+    TypeError
+        For anything that is neither a string nor callable.
+
+    Examples
+    --------
+    >>> get_activation("tanh") is tanh
+    True
+    """
+    if activation is None:
+        return linear
+    if isinstance(activation, str):
+        try:
+            return _ACTIVATIONS[activation]
+        except KeyError:
+            raise ValueError(
+                f"unknown activation {activation!r}; expected one of "
+                f"{sorted(_ACTIVATIONS)} or a callable"
+            ) from None
+    if callable(activation):
+        return activation
+    raise TypeError(
+        f"activation must be a name or a callable, received {type(activation).__name__}"
+    )
+
+
+def activation_name(activation: Callable) -> str | None:
+    """The registered name of ``activation``, or ``None`` for a custom callable."""
+    for name, fn in _ACTIVATIONS.items():
+        if fn is activation:
+            return name
+    for name, fn in (("sigmoid", pt.sigmoid), ("tanh", pt.tanh)):
+        if fn is activation:
+            return name
+    return None
+
+
+def clip_gradient(x, bound: float):
+    """Identity in the forward pass; clips the gradient flowing back through
+    ``x`` to ``[-bound, bound]`` (Graves 2013).  Not to be confused with the
+    optimizer-side clipping of parameter gradients in
+    :mod:`theano_lstm.optimizers`."""
+    bound = float(bound)
+    if not bound > 0:
+        raise ValueError(f"gradient clipping bound must be > 0, received {bound}")
+    return grad_clip(x, -bound, bound)
+
+
+# ------------------------------------------------------------------------- dtypes
+
+
+def floatX() -> str:
+    """The current ``pytensor.config.floatX`` (``"float64"`` unless configured)."""
+    return pytensor.config.floatX
+
+
+def as_floatX(value) -> np.ndarray:
+    """``value`` as a NumPy array of dtype :func:`floatX`."""
+    return np.asarray(value, dtype=floatX())
+
+
+def shared(value, name: str | None = None, dtype: str | None = None):
+    """A shared variable with a *static* shape (what JAX mode needs).
+
+    ``value`` is copied and cast to ``dtype`` (default :func:`floatX`).
+    """
+    value = np.array(value, dtype=dtype or floatX(), copy=True)
+    return pytensor.shared(value, name=name, shape=value.shape)
+
+
+def use_float32() -> None:
+    """Set ``pytensor.config.floatX = "float32"``.
+
+    Call it before building any model that should run in float32, and always
+    before a first JAX compile: with the default ``float64`` a float32
+    parameter silently becomes float64 after one update in JAX mode.
+    """
+    pytensor.config.floatX = "float32"
+
+
+def to_numpy(value) -> np.ndarray:
+    """A NumPy array from a compiled function's output or a shared variable.
+
+    JAX mode returns ``jax.Array`` objects and keeps shared values on the
+    device; this brings them back for saving, plotting or comparisons.
+    """
+    if hasattr(value, "get_value"):
+        value = value.get_value(borrow=False)
+    return np.asarray(value)
+
+
+# -------------------------------------------------------------------------- modes
+
+MODE_NAMES = ("cpu", "c", "numba", "jax", "gpu", "fast_compile")
+_PYTENSOR_MODE = {
+    "c": "CVM",
+    "numba": "NUMBA",
+    "jax": "JAX",
+    "gpu": "JAX",
+    "fast_compile": "FAST_COMPILE",
+}
+_default_mode = "cpu"
+_CPU_DEFAULT = "c"
+
+
+def _resolve_name(name: str) -> str:
+    key = name.lower()
+    if key not in MODE_NAMES:
+        raise ValueError(f"unknown compile mode {name!r}; expected one of {list(MODE_NAMES)}")
+    return _CPU_DEFAULT if key == "cpu" else key
+
+
+@functools.lru_cache(maxsize=None)
+def _jax_platform() -> str:
+    try:
+        import jax
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "mode 'jax'/'gpu' needs jax: pip install 'theano_lstm[jax]' "
+            "(or 'theano_lstm[gpu]' for CUDA)"
+        ) from None
+    return jax.default_backend()
+
+
+def get_mode(mode: str | Mode | None = None) -> Mode:
+    """The :class:`~pytensor.compile.mode.Mode` for a library mode name.
+
+    Parameters
+    ----------
+    mode : str or Mode or None
+        A name from :data:`MODE_NAMES`, a ready ``Mode``, or ``None`` for the
+        current default (:func:`get_default_mode`).
+
+    Raises
+    ------
+    ValueError
+        Unknown name; ``"jax"``/``"gpu"`` while ``floatX`` is not float32;
+        ``"gpu"`` when jax sees no GPU.
+    ImportError
+        ``"jax"``/``"gpu"`` without jax installed.
+
+    Examples
+    --------
+    >>> get_mode("c").linker.__class__.__name__
+    'CVM_Linker'
+    """
+    if isinstance(mode, Mode):
+        return mode
+    if mode is None:
+        mode = _default_mode
+    if not isinstance(mode, str):
+        raise TypeError(f"mode must be a name or a pytensor Mode, received {type(mode).__name__}")
+    key = _resolve_name(mode)
+    if key in ("jax", "gpu"):
+        platform = _jax_platform()
+        if floatX() != "float32":
+            raise ValueError(
+                f"mode {mode!r} needs pytensor.config.floatX='float32' (it is {floatX()!r}); "
+                "call theano_lstm.backend.use_float32() before building the model"
+            )
+        if key == "gpu" and platform != "gpu":
+            raise ValueError(
+                f"mode 'gpu' needs a CUDA build of jax that sees a GPU; jax is using {platform!r}. "
+                "Install it with pip install 'theano_lstm[gpu]' or use mode='jax'"
+            )
+    return _pytensor_get_mode(_PYTENSOR_MODE[key])
+
+
+def set_default_mode(mode: str) -> None:
+    """Make ``mode`` (a name from :data:`MODE_NAMES`) the library default."""
+    global _default_mode
+    _resolve_name(mode)
+    _default_mode = mode.lower()
+
+
+def get_default_mode() -> str:
+    """The name of the current default mode."""
+    return _default_mode
+
+
+def function(inputs, outputs=None, updates=None, mode: str | Mode | None = None, **kwargs: Any):
+    """``pytensor.function`` compiled in a library mode (default :func:`get_default_mode`)."""
+    return pytensor.function(inputs, outputs, updates=updates, mode=get_mode(mode), **kwargs)
