@@ -32,13 +32,3 @@ def _float64_by_default():
 def rng():
     return np.random.default_rng(1234)
 
-
-def has_jax() -> bool:
-    try:
-        import jax  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-requires_jax = pytest.mark.skipif(not has_jax(), reason="jax is not installed")
