@@ -16,6 +16,8 @@ import theano_lstm.backend as backend
 
 TEST_MODE = os.environ.get("THEANO_LSTM_TEST_MODE", "fast_compile")
 backend.set_default_mode(TEST_MODE)
+# ``.eval()`` and doctests use PyTensor's own default mode: make it the same.
+pytensor.config.mode = {"fast_compile": "FAST_COMPILE", "c": "CVM", "cpu": "CVM", "numba": "NUMBA", "jax": "JAX"}[TEST_MODE]
 pytensor.config.floatX = "float64"
 
 

@@ -63,6 +63,8 @@ __all__ = [
     "set_default_mode",
     "get_default_mode",
     "function",
+    "ShapeSpecializedFunction",
+    "bucket_lengths",
     "use_float32",
     "to_numpy",
     "MODE_NAMES",
@@ -359,5 +361,110 @@ def get_default_mode() -> str:
 
 
 def function(inputs, outputs=None, updates=None, mode: str | Mode | None = None, **kwargs: Any):
-    """``pytensor.function`` compiled in a library mode (default :func:`get_default_mode`)."""
-    return pytensor.function(inputs, outputs, updates=updates, mode=get_mode(mode), **kwargs)
+    """``pytensor.function`` compiled in a library mode (default :func:`get_default_mode`).
+
+    In ``"jax"``/``"gpu"`` mode the graph is compiled once per distinct set of
+    input shapes, each time with those shapes made static (JAX traces with
+    concrete shapes; a symbolic batch size or time length would fail deep
+    inside jax).  The returned :class:`ShapeSpecializedFunction` caches one
+    compiled function per shape; group variable-length data into a few
+    lengths (see :func:`bucket_lengths`) to keep the number of compiles small.
+    Other modes return a plain ``pytensor`` function.
+    """
+    resolved = get_mode(mode)
+    if _is_jax(mode, resolved):
+        return ShapeSpecializedFunction(inputs, outputs, updates=updates, mode=resolved, **kwargs)
+    return pytensor.function(inputs, outputs, updates=updates, mode=resolved, **kwargs)
+
+
+def _is_jax(name, resolved: Mode) -> bool:
+    if isinstance(name, str):
+        return _resolve_name(name) in ("jax", "gpu")
+    if name is None:
+        return _resolve_name(_default_mode) in ("jax", "gpu")
+    return type(resolved.linker).__name__ == "JAXLinker"
+
+
+class ShapeSpecializedFunction:
+    """A function compiled once per distinct input shape (JAX mode).
+
+    Behaves like the function ``pytensor.function(inputs, outputs,
+    updates=updates)`` would; on each call it looks up (or compiles) the
+    version whose inputs have the call's shapes as static shapes.  Shared
+    variables and their updates are common to all versions.
+
+    Attributes
+    ----------
+    compiled : dict
+        ``{shapes: pytensor function}``, one entry per shape seen so far.
+    """
+
+    def __init__(self, inputs, outputs, updates=None, mode=None, **kwargs):
+        self.inputs = list(inputs)
+        for v in self.inputs:
+            if not isinstance(v, pytensor.graph.basic.Variable) or v.owner is not None:
+                raise TypeError(
+                    f"jax-mode function inputs must be root symbolic variables, received {v!r}"
+                )
+        self._single = outputs is not None and not isinstance(outputs, (list, tuple))
+        self.outputs = [] if outputs is None else ([outputs] if self._single else list(outputs))
+        if updates is None:
+            updates = []
+        self.updates = list(updates.items()) if hasattr(updates, "items") else list(updates)
+        self.mode = mode
+        self.kwargs = kwargs
+        self.compiled: dict = {}
+
+    def _compile(self, shapes):
+        from pytensor.graph.replace import clone_replace
+
+        replace = {}
+        new_inputs = []
+        for v, shape in zip(self.inputs, shapes):
+            if len(shape) != v.ndim:
+                raise ValueError(
+                    f"input {v.name or v} expects {v.ndim} dimensions, received an array with shape {shape}"
+                )
+            for axis, (want, got) in enumerate(zip(v.type.shape, shape)):
+                if want is not None and want != got:
+                    raise ValueError(
+                        f"input {v.name or v} axis {axis} must have length {want}, received shape {shape}"
+                    )
+            new = v.type.clone(shape=shape)(name=v.name)
+            replace[v] = new
+            new_inputs.append(new)
+        targets = [t for t, _ in self.updates]
+        graph = clone_replace(self.outputs + [u for _, u in self.updates], replace=replace, rebuild_strict=False)
+        outs = graph[: len(self.outputs)]
+        new_updates = list(zip(targets, graph[len(self.outputs) :]))
+        fn_outputs = outs[0] if self._single else (outs if self.outputs else None)
+        return pytensor.function(new_inputs, fn_outputs, updates=new_updates, mode=self.mode, **self.kwargs)
+
+    def __call__(self, *args):
+        if len(args) != len(self.inputs):
+            raise TypeError(f"function takes {len(self.inputs)} inputs, received {len(args)}")
+        shapes = tuple(tuple(np.shape(a)) for a in args)
+        fn = self.compiled.get(shapes)
+        if fn is None:
+            fn = self.compiled[shapes] = self._compile(shapes)
+        return fn(*args)
+
+
+def bucket_lengths(lengths: Sequence[int], buckets: Sequence[int]) -> np.ndarray:
+    """For each sequence length, the smallest bucket length that holds it.
+
+    Pad every sequence of a minibatch to its bucket's length so a
+    :class:`ShapeSpecializedFunction` compiles once per bucket instead of once
+    per length.
+
+    >>> bucket_lengths([3, 9, 10, 17], buckets=[10, 20])
+    array([10, 10, 10, 20])
+    """
+    buckets = np.sort(np.asarray(buckets, dtype=int))
+    lengths = np.asarray(lengths, dtype=int)
+    if buckets.size == 0 or lengths.size and lengths.max() > buckets[-1]:
+        raise ValueError(
+            f"every length must fit a bucket: longest length {int(lengths.max()) if lengths.size else 0}, "
+            f"largest bucket {int(buckets[-1]) if buckets.size else None}"
+        )
+    return buckets[np.searchsorted(buckets, lengths)]

@@ -395,6 +395,7 @@ class RecurrentCell(Cell):
 
     def unpack(self, packed) -> tuple:
         """State tuple from the packed layout."""
+        packed = pt.as_tensor_variable(packed)
         if self.n_states == 1:
             return (packed,)
         H = self.hidden_size
