@@ -323,8 +323,8 @@ def get_mode(mode: str | Mode | None = None) -> Mode:
 
     Examples
     --------
-    >>> get_mode("c").linker.__class__.__name__
-    'CVM_Linker'
+    >>> get_mode("numba").linker.__class__.__name__
+    'NumbaLinker'
     """
     if isinstance(mode, Mode):
         return mode

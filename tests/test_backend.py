@@ -1,0 +1,123 @@
+"""The backend module: activations, modes, shared variables, JAX shape specialization."""
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+
+from theano_lstm import backend
+from tests import reference as ref
+from tests._util import requires_jax
+
+
+def test_activations_match_numpy(rng):
+    x = pt.matrix()
+    v = rng.normal(scale=3, size=(4, 5))
+    names = ["sigmoid", "tanh", "relu", "hard_sigmoid", "softmax", "log_softmax", "linear"]
+    f = backend.function([x], [backend.get_activation(n)(x) for n in names])
+    want = [ref.sigmoid(v), np.tanh(v), np.maximum(v, 0), ref.hard_sigmoid(v), ref.softmax(v), np.log(ref.softmax(v)), v]
+    for name, got, expected in zip(names, f(v), want):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, err_msg=name)
+
+
+def test_softmax_is_over_the_last_axis(rng):
+    x = pt.tensor3()
+    out = backend.function([x], backend.softmax(x))(rng.normal(size=(2, 3, 4)))
+    np.testing.assert_allclose(out.sum(axis=-1), 1.0)
+
+
+def test_relu_and_hard_sigmoid_gradients(rng):
+    x = pt.vector()
+    g = backend.function([x], [pytensor.grad(backend.relu(x).sum(), x), pytensor.grad(backend.hard_sigmoid(x).sum(), x)])
+    gr, gh = g(np.array([-1.0, 0.5, 3.0]))
+    np.testing.assert_array_equal(gr, [0.0, 1.0, 1.0])
+    np.testing.assert_allclose(gh, [0.2, 0.2, 0.0])
+
+
+def test_get_activation_errors():
+    assert backend.get_activation(None) is backend.linear
+    f = lambda v: v * 2  # noqa: E731
+    assert backend.get_activation(f) is f
+    with pytest.raises(ValueError, match=r"unknown activation 'swish'; expected one of \["):
+        backend.get_activation("swish")
+    with pytest.raises(TypeError, match="activation must be a name or a callable, received int"):
+        backend.get_activation(3)
+
+
+def test_clip_gradient(rng):
+    x = pt.vector()
+    g = backend.function([x], pytensor.grad((10 * backend.clip_gradient(x, 2.0)).sum(), x))(np.ones(3))
+    np.testing.assert_array_equal(g, [2.0, 2.0, 2.0])
+    with pytest.raises(ValueError, match="gradient clipping bound must be > 0, received -1.0"):
+        backend.clip_gradient(x, -1)
+
+
+def test_shared_has_static_shape_and_dtype():
+    s = backend.shared(np.zeros((2, 3)), name="w", dtype="float32")
+    assert s.type.shape == (2, 3) and s.dtype == "float32" and s.name == "w"
+
+
+def test_scan_wrapper_returns_a_list():
+    x = pt.vector()
+    (out,) = backend.scan(lambda v, acc: acc + v, sequences=[x], outputs_info=[pt.zeros(())])
+    np.testing.assert_array_equal(backend.function([x], out)(np.arange(4.0)), [0, 1, 3, 6])
+
+
+def test_modes():
+    cpu = backend.get_mode("cpu").linker
+    assert type(cpu).__name__ == "VMLinker" and cpu.c_thunks and cpu.use_cloop  # PyTensor's CVM
+    assert "Numba" in backend.get_mode("numba").linker.__class__.__name__
+    with pytest.raises(ValueError, match=r"unknown compile mode 'cuda'; expected one of \['cpu', 'c', 'numba', 'jax', 'gpu', 'fast_compile'\]"):
+        backend.get_mode("cuda")
+    with pytest.raises(TypeError, match="mode must be a name or a pytensor Mode, received int"):
+        backend.get_mode(3)
+    old = backend.get_default_mode()
+    try:
+        backend.set_default_mode("numba")
+        assert backend.get_default_mode() == "numba"
+    finally:
+        backend.set_default_mode(old)
+    with pytest.raises(ValueError, match="unknown compile mode"):
+        backend.set_default_mode("fastest")
+
+
+@requires_jax
+def test_jax_mode_requires_float32():
+    pytensor.config.floatX = "float64"
+    with pytest.raises(ValueError, match="mode 'jax' needs pytensor.config.floatX='float32' \\(it is 'float64'\\)"):
+        backend.get_mode("jax")
+
+
+@requires_jax
+def test_gpu_mode_refuses_without_a_gpu():
+    import jax
+
+    pytensor.config.floatX = "float32"
+    if jax.default_backend() == "gpu":
+        pytest.skip("a GPU is present")
+    with pytest.raises(ValueError, match="mode 'gpu' needs a CUDA build of jax that sees a GPU; jax is using 'cpu'"):
+        backend.get_mode("gpu")
+
+
+@requires_jax
+def test_jax_function_compiles_once_per_shape_and_updates_shared():
+    pytensor.config.floatX = "float32"
+    w = backend.shared(np.ones(3), name="w")
+    x = pt.matrix("x")
+    f = backend.function([x], (x * w).sum(axis=0), updates=[(w, w * 2)], mode="jax")
+    assert isinstance(f, backend.ShapeSpecializedFunction)
+    np.testing.assert_allclose(backend.to_numpy(f(np.ones((2, 3), "float32"))), [2, 2, 2])
+    np.testing.assert_allclose(backend.to_numpy(f(np.ones((5, 3), "float32"))), [10, 10, 10])
+    np.testing.assert_allclose(backend.to_numpy(f(np.ones((2, 3), "float32"))), [8, 8, 8])
+    assert len(f.compiled) == 2
+    np.testing.assert_allclose(backend.to_numpy(w), [8, 8, 8])
+    with pytest.raises(ValueError, match=r"input x expects 2 dimensions, received an array with shape \(3,\)"):
+        f(np.ones(3, "float32"))
+    with pytest.raises(TypeError, match="function takes 1 inputs, received 2"):
+        f(1, 2)
+
+
+def test_bucket_lengths():
+    np.testing.assert_array_equal(backend.bucket_lengths([1, 10, 11], [20, 10]), [10, 10, 20])
+    with pytest.raises(ValueError, match="every length must fit a bucket: longest length 30, largest bucket 20"):
+        backend.bucket_lengths([30], [10, 20])
