@@ -17,15 +17,19 @@ import theano_lstm.backend as backend
 TEST_MODE = os.environ.get("THEANO_LSTM_TEST_MODE", "fast_compile")
 backend.set_default_mode(TEST_MODE)
 # ``.eval()`` and doctests use PyTensor's own default mode: make it the same.
-pytensor.config.mode = {"fast_compile": "FAST_COMPILE", "c": "CVM", "cpu": "CVM", "numba": "NUMBA", "jax": "JAX"}[TEST_MODE]
-pytensor.config.floatX = "float64"
+pytensor.config.mode = {
+    "fast_compile": "FAST_COMPILE", "c": "CVM", "cpu": "CVM", "numba": "NUMBA", "jax": "JAX", "gpu": "JAX"
+}[TEST_MODE]
+# JAX mode runs float32 only; the float64 reference tests need a float64 mode.
+DEFAULT_FLOATX = "float32" if TEST_MODE in ("jax", "gpu") else "float64"
+pytensor.config.floatX = DEFAULT_FLOATX
 
 
 @pytest.fixture(autouse=True)
 def _float64_by_default():
     """Every test starts in float64 (a test that wants float32 sets it itself)."""
     old = pytensor.config.floatX
-    pytensor.config.floatX = "float64"
+    pytensor.config.floatX = DEFAULT_FLOATX
     yield
     pytensor.config.floatX = old
 

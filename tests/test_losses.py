@@ -234,15 +234,17 @@ def test_categorical_is_stable_and_ignores_padding(categorical_fn, rng):
     y = np.zeros((T, B), "int64")
     y[0, 0], y[1, 0] = 1, 2
     m = prefix_mask(LENGTHS, T)
-    z[4, 1] = np.nan  # padding (example 1 has length 2)
-    y[4, 1] = 99  # out-of-range label in the padding
+    z[4, 1] = np.nan  # padding (example 1 has length 2) ...
+    y[4, 1] = 1  # ... with an in-range label: the nan must not leak into the loss
+    y[3, 1] = 99  # an out-of-range label in the padding
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         by_reduction, grad = _run_categorical(categorical_fn, z, y, m)
     per_step = by_reduction["none"][0]
     assert np.isfinite(per_step).all()
     np.testing.assert_allclose(per_step[0, 0], 2000.0 + np.log1p(np.exp(-1.0)), rtol=1e-12)
     np.testing.assert_allclose(per_step[1, 0], -ref_log_softmax(np.array([2.0, 1.0, 0.0]))[1], rtol=1e-12)
-    assert per_step[4, 1] == 0.0
+    assert per_step[4, 1] == 0.0 and per_step[3, 1] == 0.0
+    assert np.isfinite(by_reduction["sum"][0]) and np.isfinite(by_reduction["mean"][0])
     assert np.isfinite(grad[m != 0]).all()
 
 

@@ -24,6 +24,9 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from numpy.testing import assert_allclose, assert_array_equal
 
 import theano_lstm
@@ -322,6 +325,30 @@ def test_clip_global_norm_matches_numpy(rng):
     assert_allclose(np.sqrt(np.sum(ga**2) + np.sum(gb.astype(np.float64) ** 2)), bound, rtol=1e-6)
 
 
+finite_values = st.floats(-1e6, 1e6, allow_nan=False, width=32)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    a=hnp.arrays(np.float64, 3, elements=finite_values),
+    b=hnp.arrays(np.float32, (2, 2), elements=finite_values),
+    bound=st.floats(1e-3, 1e3),
+)
+def test_clipping_bounds_hold_for_any_gradients(a, b, bound):
+    (ea, eb), (pa, pb), (ga, gb), norm = clip_function()(a, b, bound)
+    assert np.all(np.abs(ea) <= bound) and np.all(np.abs(eb) <= np.float32(bound) * (1 + 1e-6))
+    for clipped, raw in ((pa, a), (pb, b)):
+        n = np.sqrt(np.sum(raw.astype(np.float64) ** 2))
+        assert np.sqrt(np.sum(clipped.astype(np.float64) ** 2)) <= bound * (1 + 1e-6)
+        if n <= bound * (1 - 1e-6):  # within the bound: untouched
+            assert_array_equal(clipped, raw)
+    total = np.sqrt(np.sum(ga**2) + np.sum(gb.astype(np.float64) ** 2))
+    assert total <= bound * (1 + 1e-6)
+    scale = min(1.0, bound / norm) if norm > 0 else 1.0
+    assert_allclose(ga, a * scale, rtol=1e-12, atol=1e-300)
+    assert_allclose(gb, b * scale, rtol=1e-6, atol=1e-30)
+
+
 def test_clipping_composes_with_a_rule():
     w = backend.shared(np.zeros(2), name="w")
     g = [pt.constant(np.array([500.0, 5.0]))]
@@ -506,6 +533,10 @@ def test_create_optimization_updates_bad_arguments():
         create_optimization_updates(cost, [a], updates={a: a + 1})
     with pytest.raises(ValueError, match=r"rho must be in \[0, 1\), received 1.5"):
         create_optimization_updates(cost, [a], rho=1.5)
+    my_lr = pytensor.shared(np.float64(0.3), name="my_lr")
+    my_max_norm = pytensor.shared(np.float64(2.0), name="my_max_norm")
+    _, _, _, lr, max_norm = create_optimization_updates(cost, [a], lr=my_lr, max_norm=my_max_norm, method="adam")
+    assert lr is my_lr and max_norm is my_max_norm  # a given shared scalar is used, not copied
     other = backend.shared(np.ones(2), name="other")
     updates, *_ = create_optimization_updates(cost, [a], updates=[(other, other * 2)], method="sgd")
     assert list(updates) == [other, a]
@@ -540,7 +571,8 @@ def test_bad_params():
     cost = (a**2).sum()
     with pytest.raises(ValueError, match="params is empty"):
         sgd(cost, [])
-    with pytest.raises(TypeError, match=r"params\[0\] \('i'\) must be a float tensor to be trained, received dtype int64"):
+    message = r"params\[0\] \('i'\) must be a float tensor to be trained, received dtype int64"
+    with pytest.raises(TypeError, match=message):
         sgd(cost, [i])
     with pytest.raises(ValueError, match=r"params\[1\] \('a'\) is the same shared variable as params\[0\]"):
         sgd(cost, [a, a])
@@ -582,7 +614,8 @@ def test_bad_clipping_arguments():
     g = pt.vector("g")
     with pytest.raises(ValueError, match=r"bound must be in \(0, inf\], received 0"):
         clip_elementwise([g], 0)
-    with pytest.raises(TypeError, match="clip_elementwise expects a list of gradient tensors, received TensorVariable 'g'"):
+    message = "clip_elementwise expects a list of gradient tensors, received TensorVariable 'g'"
+    with pytest.raises(TypeError, match=message):
         clip_elementwise(g, 1.0)
     with pytest.raises(ValueError, match=r"max_norm must be in \(0, inf\], received -1"):
         clip_norm_per_param([g], -1)
@@ -657,7 +690,7 @@ def test_every_rule_trains_an_lstm(rule):
         losses.append(float(loss))
         step(*grads)
     final = float(prob.grad_fn(*prob.data)[0])
-    assert final < 0.97 * losses[0], (rule, losses, final)
+    assert final < 0.9 * losses[0], (rule, losses, final)
 
 
 def test_2014_style_training_of_an_lstm():
@@ -668,4 +701,4 @@ def test_2014_style_training_of_an_lstm():
     assert gsums[0].name == "layers.0.LSTM.linear_matrix.adadelta_gsum"
     train = backend.function([prob.x, prob.y], prob.loss, updates=updates)
     losses = [float(train(*prob.data)) for _ in range(10)]
-    assert losses[-1] < 0.97 * losses[0], losses
+    assert losses[-1] < 0.9 * losses[0], losses

@@ -5,9 +5,10 @@ The 2014 ``theano_lstm`` API (``StackedCells``, ``LSTM``, ``Layer``,
 ``masked_loss``, ``MultiDropout``) on a modern, tested core.
 """
 
-from . import backend, init
+from . import backend, init, optimizers
 from .backend import clip_gradient, get_mode, set_default_mode, use_float32
 from .layers import GRU, LSTM, RNN, Embedding, GatedInput, Gate, Layer, split_lstm_state
+from .optimizers import create_optimization_updates
 from .stacked import SequenceResult, StackedCells, bidirectional
 
 __version__ = "0.1.0"
@@ -28,6 +29,8 @@ __all__ = [
     "get_mode",
     "set_default_mode",
     "use_float32",
+    "create_optimization_updates",
     "backend",
     "init",
+    "optimizers",
 ]

@@ -13,7 +13,6 @@ gives back the update that advances it; merge that update into
 ``pytensor.function(updates=...)``, or every call of the compiled function
 reuses the same masks:
 
->>> import pytensor
 >>> masks = MultiDropout([(2, 3), (2, 4)], 0.5, rng=0)
 >>> [m.type.shape for m in masks]
 [(2, 3), (2, 4)]
@@ -46,6 +45,7 @@ numpyro) and needs static mask shapes: give every shape as Python ints.
 
 from __future__ import annotations
 
+import inspect
 from collections import OrderedDict
 from collections.abc import Sequence
 from numbers import Real
@@ -129,14 +129,25 @@ def _check_shape(shape, what: str) -> tuple:
     return tuple(out)
 
 
-def _as_const(value, dtype):
-    return pt.as_tensor_variable(np.asarray(value, dtype=dtype))
+#: PyTensor 3 returns ``(next_rng, draw)`` on request and warns when the generator output is hidden.
+_RETURNS_NEXT_RNG = "return_next_rng" in inspect.signature(RandomVariable.__call__).parameters
+
+
+def _as_dtype(value, dtype):
+    """A Python number as a constant of ``dtype``, or a tensor cast to ``dtype``."""
+    if isinstance(value, float):
+        return pt.as_tensor_variable(np.asarray(value, dtype=dtype))
+    return pt.cast(value, dtype)
 
 
 def _draw_bernoulli(rng, p, shape, dtype):
     """``(next_rng, mask)``: a Bernoulli(``p``) mask of ``dtype`` drawn from ``rng``."""
-    p = _as_const(p, dtype) if isinstance(p, float) else pt.cast(p, dtype)
-    next_rng, draw = pt.random.bernoulli(p, size=shape, rng=rng, return_next_rng=True)
+    p = _as_dtype(p, dtype)
+    if _RETURNS_NEXT_RNG:
+        next_rng, draw = pt.random.bernoulli(p, size=shape, rng=rng, return_next_rng=True)
+    else:  # PyTensor < 3: the next generator is the draw's sibling output
+        draw = pt.random.bernoulli(p, size=shape, rng=rng)
+        next_rng = draw.owner.outputs[0]
     return next_rng, pt.cast(draw, dtype)
 
 
@@ -145,11 +156,10 @@ def _dropout_mask(rng, prob, shape, inverted, deterministic, dtype):
     keep = 1.0 - prob
     if deterministic:
         fill = 1.0 if inverted else keep
-        return rng, pt.full(shape, _as_const(fill, dtype) if isinstance(fill, float) else pt.cast(fill, dtype))
+        return rng, pt.full(shape, _as_dtype(fill, dtype))
     next_rng, mask = _draw_bernoulli(rng, keep, shape, dtype)
     if inverted:
-        scale = _as_const(1.0 / keep, dtype) if isinstance(keep, float) else pt.cast(1.0 / keep, dtype)
-        mask = mask * scale
+        mask = mask * _as_dtype(1.0 / keep, dtype)
     return next_rng, mask
 
 
@@ -202,8 +212,8 @@ def rng_updates(*variables) -> OrderedDict:
             continue
         seen.add(node)
         if isinstance(node.op, RandomVariable):
-            rng_in = node.op.rng_param(node)
-            if rng_in in consumers and consumers[rng_in] is not node:
+            rng_in = node.inputs[0]  # a RandomVariable's first input is its generator
+            if rng_in in consumers:
                 raise ValueError(
                     f"random generator {rng_in} feeds two draws, which would be identical; "
                     "chain them (draw the second from the first's next generator)"
@@ -288,7 +298,9 @@ class DropoutMasks(list):
         ``pytensor.function(updates=...)``.  Empty for deterministic masks.
     rng : SharedVariable or None
         The shared generator the masks are drawn from (reseed it with
-        ``masks.rng.set_value(numpy.random.default_rng(seed))``).
+        ``masks.rng.set_value(numpy.random.default_rng(seed))``).  A function
+        compiled in JAX mode keeps its own copy of the generator, so reseed
+        before compiling it.
     """
 
     def __init__(self, masks, updates: OrderedDict, rng):
@@ -636,7 +648,7 @@ def dropout_masks(
         pieces = []
         for prob, size in parts:
             if deterministic:
-                pieces.append(pt.full(batch + (size,), _as_const(prob, dtype)))
+                pieces.append(pt.full(batch + (size,), _as_dtype(prob, dtype)))
             else:
                 state, mask = _draw_bernoulli(state, prob, (time_steps,) + batch + (size,), dtype)
                 pieces.append(mask)

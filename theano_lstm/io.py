@@ -950,25 +950,26 @@ def _normalise(obj):
 
 
 def _first_difference(a, b, where="model"):
+    """Where the JSON-like values ``a`` (the model) and ``b`` (the file) first differ, or None."""
     if type(a) is not type(b):
-        return f"{where}: {a!r} != {b!r}"
+        return f"{where}: the model has {a!r}, the checkpoint {b!r}"
     if isinstance(a, dict):
         for key in sorted(set(a) | set(b)):
             if key not in a or key not in b:
-                return f"{where}.{key}: present in only one of them"
+                return f"{where}.{key}: only the {'model' if key in a else 'checkpoint'} has it"
             d = _first_difference(a[key], b[key], f"{where}.{key}")
             if d:
                 return d
         return None
     if isinstance(a, list):
         if len(a) != len(b):
-            return f"{where}: {len(a)} items != {len(b)} items"
+            return f"{where}: the model has {len(a)} items, the checkpoint {len(b)}"
         for i, (x, y) in enumerate(zip(a, b)):
             d = _first_difference(x, y, f"{where}[{i}]")
             if d:
                 return d
         return None
-    return None if a == b else f"{where}: {a!r} != {b!r}"
+    return None if a == b else f"{where}: the model has {a!r}, the checkpoint {b!r}"
 
 
 def load_checkpoint(path, model, optimizer_state=None, max_bytes: int = DEFAULT_MAX_BYTES) -> dict:

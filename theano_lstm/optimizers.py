@@ -18,9 +18,11 @@ to its new value, ready for ``pytensor.function(..., updates=updates)``.
   parameter comes right after its own accumulators.
 * Every new value has its variable's dtype: a float32 parameter stays float32
   even when ``pytensor.config.floatX`` is float64.
-* A hyper-parameter is a Python number or a scalar shared variable; with a
-  shared variable, ``lr.set_value(...)`` changes the next step of an already
-  compiled function (a learning-rate schedule without recompiling).
+* A hyper-parameter is a Python number or a scalar shared variable (any
+  scalar tensor works, e.g. a function input); with a shared variable,
+  ``lr.set_value(...)`` changes the next step of an already compiled function
+  (a learning-rate schedule without recompiling).  It is cast to each
+  parameter's dtype inside the graph.
 
 Gradient transforms take a list of gradients and return a list, so they
 compose with the rules by plain calls::
@@ -164,12 +166,12 @@ def _gradients(cost_or_grads, params: list, where: str) -> list:
         for k, (g, p) in enumerate(zip(grads, params)):
             if g.ndim != p.ndim:
                 raise ValueError(
-                    f"gradient {k} has {g.ndim} dimensions but parameter {p.name!r} has {p.ndim}"
+                    f"{where}: gradient {k} has {g.ndim} dimensions but parameter {p.name!r} has {p.ndim}"
                 )
             for axis, (a, b) in enumerate(zip(g.type.shape, p.type.shape)):
                 if a is not None and b is not None and a != b:
                     raise ValueError(
-                        f"gradient {k} has shape {g.type.shape} but parameter {p.name!r} "
+                        f"{where}: gradient {k} has shape {g.type.shape} but parameter {p.name!r} "
                         f"has shape {p.type.shape} (axis {axis} differs)"
                     )
         return grads
@@ -713,9 +715,17 @@ _RULES: dict[str, Callable] = {
 
 
 def _shrink(norm, max_norm, eps):
-    """``min(norm, max_norm) / (norm + eps)``, finite when ``norm + eps`` is 0."""
+    """The factor ``min(norm, max_norm) / (norm + eps)`` (``max_norm`` and ``eps`` checked hypers).
+
+    With ``eps == 0`` it is computed as ``max_norm / max(norm, max_norm)``:
+    exactly 1 whenever ``norm <= max_norm``, including a norm that
+    underflowed to 0 for subnormal gradients.
+    """
+    c = _cast(max_norm, norm.dtype)
+    if isinstance(eps, float) and eps == 0.0:
+        return c / pt.maximum(norm, c)
     tiny = pt.constant(np.asarray(np.finfo(norm.dtype).tiny, dtype=norm.dtype))
-    return pt.minimum(norm, max_norm) / pt.maximum(norm + eps, tiny)
+    return pt.minimum(norm, c) / pt.maximum(norm + _cast(eps, norm.dtype), tiny)
 
 
 def clip_elementwise(grads: Sequence, bound) -> list:
@@ -815,7 +825,7 @@ def clip_norm_per_param(grads: Sequence, max_norm, eps=0.0) -> list:
     out = []
     for g in grads:
         norm = pt.sqrt(pt.sum(g**2))
-        out.append(g * _shrink(norm, _cast(max_norm, g.dtype), _cast(eps, g.dtype)))
+        out.append(g * _shrink(norm, max_norm, eps))
     return out
 
 
@@ -859,10 +869,11 @@ def clip_global_norm(grads: Sequence, max_norm, eps=0.0, return_norm: bool = Fal
     Examples
     --------
     >>> import pytensor.tensor as pt
+    >>> from theano_lstm import backend
     >>> a, b = pt.vector("a"), pt.vector("b")
     >>> (ca, cb), norm = clip_global_norm([a, b], 2.5, return_norm=True)
-    >>> ca.eval({a: [3.0], b: [4.0]}), norm.eval({a: [3.0], b: [4.0]})
-    (array([1.5]), array(5.))
+    >>> backend.function([a, b], [ca, cb, norm], mode="fast_compile")([3.0], [4.0])
+    [array([1.5]), array([2.]), array(5.)]
     """
     grads = _as_grad_list(grads, "clip_global_norm")
     if not grads:
@@ -875,7 +886,7 @@ def clip_global_norm(grads: Sequence, max_norm, eps=0.0, return_norm: bool = Fal
     for s in squares[1:]:
         total = total + s
     norm = pt.sqrt(total)
-    scale = _shrink(norm, _cast(max_norm, norm.dtype), _cast(eps, norm.dtype))
+    scale = _shrink(norm, max_norm, eps)
     out = [g * (scale if scale.dtype == g.dtype else pt.cast(scale, g.dtype)) for g in grads]
     return (out, norm) if return_norm else out
 
@@ -935,7 +946,9 @@ def _update_pairs(updates, where: str) -> list:
         pairs = list(updates)
         for k, pair in enumerate(pairs):
             if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
-                raise TypeError(f"{where}: updates[{k}] must be a (shared variable, new value) pair, received {_describe(pair)}")
+                raise TypeError(
+                    f"{where}: updates[{k}] must be a (shared variable, new value) pair, received {_describe(pair)}"
+                )
     else:
         raise TypeError(
             f"{where} expects updates as a dict or a list of (shared variable, new value) pairs, "

@@ -89,8 +89,9 @@ class StackedCells:
     ):
         from . import init as initializers
 
-        if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size <= 0:
-            raise ValueError(f"input_size must be a positive int, received {input_size!r}")
+        from .layers import _check_size
+
+        input_size = _check_size(input_size, "input_size")
         if not (isinstance(celltype, type) and issubclass(celltype, Cell)):
             raise TypeError(f"celltype must be a cell class such as LSTM, received {celltype!r}")
         self.input_size = input_size
