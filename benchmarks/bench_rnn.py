@@ -34,7 +34,7 @@ CONFIGS = {
     "L1": (1, 100, 7, 10),
     "L": (128, 100, 256, 512),
 }
-IMPLS = ("runner", "forward", "raw", "torch")
+IMPLS = ("runner", "runner_noprecompute", "forward", "raw", "torch")
 
 
 def _peak_rss_mb() -> float:
@@ -72,8 +72,8 @@ def run_library_case(case: dict) -> dict:
         kw = {"reset": "after"} if cell == "gru" else {}
         model = tl.StackedCells(I, celltype=celltype, layers=[H], rng=0, **kw)
         params = model.params
-        if case["impl"] == "runner":
-            hs = model.scan(x).outputs
+        if case["impl"].startswith("runner"):
+            hs = model.scan(x, precompute=case["impl"] == "runner").outputs
         else:  # the 2014 tutorial style: a user-written scan around forward()
             layer = model.layers[0]
             init = model.initial_hidden_states(x[0])

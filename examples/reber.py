@@ -420,3 +420,390 @@ def get_n_embedded_examples(n: int, min_length: int = 0, rng=None, max_length: i
     _check_n(n)
     rng = _rng(rng)
     return [get_one_embedded_example(min_length, rng, max_length, dtype) for _ in range(n)]
+
+
+# ------------------------------------------------------------------- models
+
+
+def build_model(cell: str, hidden_size: int, rng=None, peepholes: bool = False, forget_bias: float = 1.0):
+    """A one-layer recurrent network with a 7-unit output head for next-symbol prediction.
+
+    Parameters
+    ----------
+    cell : {"elman", "lstm"}
+        :class:`theano_lstm.RNN` (tanh Elman cell) or :class:`theano_lstm.LSTM`.
+    hidden_size : int
+    rng : Generator or int, optional
+        Seed of the initial weights.
+    peepholes, forget_bias
+        LSTM options (ignored for ``"elman"``).
+
+    Returns
+    -------
+    theano_lstm.StackedCells
+        ``layers[0]`` the recurrent cell, ``layers[1]`` the head: a
+        :class:`theano_lstm.Layer` with a ``"linear"`` activation whose outputs
+        are the *logits* of seven independent sigmoid units.  The sigmoid is
+        applied by the loss (``binary_crossentropy(..., from_logits=True)``,
+        the numerically stable form) and by :class:`Trainer.predict`.
+    """
+    import theano_lstm as tl
+
+    rng = _rng(rng)
+    if cell == "elman":
+        model = tl.StackedCells(N_SYMBOLS, celltype=tl.RNN, layers=[hidden_size], activation="tanh", rng=rng)
+    elif cell == "lstm":
+        model = tl.StackedCells(
+            N_SYMBOLS, celltype=tl.LSTM, layers=[hidden_size], rng=rng, peepholes=peepholes, forget_bias=forget_bias
+        )
+    else:
+        raise ValueError(f"cell must be 'elman' or 'lstm', received {cell!r}")
+    model.layers.append(tl.Layer(hidden_size, N_SYMBOLS, "linear", rng=rng, name="head"))
+    return model
+
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov_momentum", "adagrad", "adadelta", "rmsprop", "adam")
+
+
+def resolve_mode(mode):
+    """The compile mode an example uses: ``"auto"`` is ``"jax"`` when jax is installed, else the library default.
+
+    ``None`` is the library default (:func:`theano_lstm.backend.get_default_mode`).
+    """
+    from theano_lstm import backend
+
+    if mode == "auto":
+        return "jax" if _common.has_module("jax") else backend.get_default_mode()
+    return backend.get_default_mode() if mode is None else mode
+
+
+def _quiet_jax_warnings() -> None:
+    """Silence three harmless warnings PyTensor's JAX backend prints at every compile."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="Skipping Assert", category=UserWarning)
+    warnings.filterwarnings("ignore", message="Explicitly requested dtype", category=UserWarning)
+
+
+class Trainer:
+    """Compiled training and prediction for next-symbol prediction with multi-hot targets.
+
+    The graph is the runner form: ``model.scan(x, mask=m)`` over a
+    time-major batch ``x`` ``(time, batch, 7)`` with mask ``m``
+    ``(time, batch)``, binary cross-entropy of the logits against the
+    multi-hot targets ``y`` averaged over the valid steps
+    (:func:`theano_lstm.losses.binary_crossentropy`), and an update rule from
+    :mod:`theano_lstm.optimizers`.  Two functions are compiled: one training
+    step and one prediction.
+
+    Parameters
+    ----------
+    model : StackedCells
+        From :func:`build_model`.
+    optimizer : str
+        One of :data:`OPTIMIZERS`.
+    lr : float
+        Learning rate (``adadelta``: its multiplier, normally 1).
+    clip : float or None
+        Rescale the gradients jointly to a global norm of at most ``clip``.
+    mode : str, optional
+        Compile mode (see :func:`resolve_mode`).
+    pad_length : int, optional
+        With static shapes (JAX), pad every batch to this many steps so that
+        one function serves all batches (default: each call's longest
+        sequence).  Ignored in other modes, where each batch is padded to its
+        own longest sequence.
+
+    Attributes
+    ----------
+    seconds : dict
+        Wall-clock seconds spent compiling (graph rewriting, code generation,
+        and in JAX mode the first call for each input shape), training and
+        predicting.
+    static_shapes : bool
+        Whether the mode compiles one function per input shape (JAX): then
+        every batch is padded to a fixed length and batch size.
+    """
+
+    def __init__(self, model, optimizer: str = "adam", lr: float = 0.01, clip: float | None = None, mode=None,
+                 pad_length: int | None = None):
+        import pytensor
+        import pytensor.tensor as pt
+
+        from theano_lstm import backend, losses, optimizers
+
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {list(OPTIMIZERS)}")
+        self.model = model
+        self.mode = resolve_mode(mode)
+        self.static_shapes = backend._resolve_name(self.mode) in ("jax", "gpu") if isinstance(self.mode, str) else False
+        if self.static_shapes:
+            _quiet_jax_warnings()
+        self.pad_length = pad_length
+        self.seconds = {"compile": 0.0, "train": 0.0, "predict": 0.0}
+        start = time.perf_counter()
+        dtype = backend.floatX()
+        x = pt.tensor3("x", dtype=dtype)
+        y = pt.tensor3("y", dtype=dtype)
+        m = pt.matrix("mask", dtype=dtype)
+        logits = model.scan(x, mask=m).outputs
+        cost = losses.binary_crossentropy(logits, y, mask=m, reduction="mean")
+        params = model.params
+        grads = pytensor.grad(cost, params)
+        if clip is not None:
+            grads = optimizers.clip_global_norm(grads, clip)
+        rule = getattr(optimizers, optimizer)
+        updates = rule(grads, params, lr=lr)
+        self._train = backend.function([x, y, m], cost, updates=updates, mode=self.mode)
+        self._predict = backend.function([x, m], pt.sigmoid(logits), mode=self.mode)
+        self.seconds["compile"] += time.perf_counter() - start
+
+    def _length(self, lengths):
+        if not self.static_shapes:
+            return None
+        return max(max(lengths), self.pad_length or 0)
+
+    def _call(self, fn, key, *args):
+        compiled = getattr(fn, "compiled", None)
+        before = None if compiled is None else len(compiled)
+        start = time.perf_counter()
+        out = fn(*args)
+        elapsed = time.perf_counter() - start
+        if before is not None and len(compiled) > before:
+            key = "compile"  # the first call for a new shape traces and compiles
+        self.seconds[key] += elapsed
+        return out
+
+    def train_epoch(self, inputs: Sequence, targets: Sequence, batch_size: int, rng) -> float:
+        """One pass over the examples in shuffled minibatches; returns the mean loss per valid step."""
+        rng = _rng(rng)
+        lengths = [len(s) for s in inputs]
+        length = self._length(lengths)
+        size = batch_size if self.static_shapes else None
+        total, steps = 0.0, 0
+        for idx in _common.minibatches(lengths, batch_size, rng):
+            x, m = _common.pad_batch([inputs[i] for i in idx], length, size)
+            y, _ = _common.pad_batch([targets[i] for i in idx], length, size)
+            cost = float(np.asarray(self._call(self._train, "train", x, y, m)))
+            if not np.isfinite(cost):
+                raise FloatingPointError("the training loss is not finite; lower the learning rate or use --clip")
+            n = float(m.sum())
+            total += cost * n
+            steps += n
+        return total / max(steps, 1.0)
+
+    def predict(self, inputs: Sequence, batch_size: int = 500) -> list:
+        """Per sequence, the predicted probabilities of each symbol coming next, ``(T_i, 7)``."""
+        length = self._length([len(s) for s in inputs])
+        out = []
+        for start in range(0, len(inputs), batch_size):
+            chunk = list(inputs[start : start + batch_size])
+            size = batch_size if self.static_shapes and len(inputs) > batch_size else None
+            x, m = _common.pad_batch(chunk, length, size)
+            p = np.asarray(self._call(self._predict, "predict", x, m))
+            out += [p[: len(s), j] for j, s in enumerate(chunk)]
+        return out
+
+
+def step_accuracy(probabilities: Sequence, targets: Sequence) -> float:
+    """Fraction of steps whose thresholded prediction (``p > 0.5``) equals the allowed set exactly."""
+    hits = sum(int(((p > 0.5) == (t > 0.5)).all(axis=1).sum()) for p, t in zip(probabilities, targets))
+    return hits / max(1, sum(len(t) for t in targets))
+
+
+def string_accuracy(probabilities: Sequence, targets: Sequence) -> float:
+    """Fraction of strings predicted exactly at every step (thresholded at 0.5)."""
+    hits = sum(int(((p > 0.5) == (t > 0.5)).all()) for p, t in zip(probabilities, targets))
+    return hits / max(1, len(targets))
+
+
+# ------------------------------------------------------------------ tutorial
+
+
+def sample_words(model, n_samples: int, max_steps: int = 50, temperature: float = 1.0, seed=None, mode=None) -> list:
+    """Let a trained model write ``n_samples`` strings, starting from ``B``.
+
+    Uses :class:`theano_lstm.sampling.Sampler`: a compiled loop over
+    ``model.forward`` that feeds each drawn symbol back as the next one-hot
+    input and stops a string at its ``E``.  The symbol is drawn from the
+    softmax of the head's logits divided by ``temperature``; the allowed
+    symbols, whose logits are high, share almost all the mass.
+
+    Returns
+    -------
+    list of str
+        Each starting with ``B``; a string that did not reach ``E`` within
+        ``max_steps`` symbols is returned unfinished (and is not in the grammar).
+    """
+    from theano_lstm.sampling import Sampler
+
+    sampler = Sampler(model, mode=resolve_mode(mode), seed=seed)
+    out = sampler.generate(max_steps, prime=[_INDEX["B"]], n_samples=n_samples, stop_symbol=_INDEX["E"],
+                           temperature=temperature)
+    return ["B" + sequence_to_word(tokens[:length]) for tokens, length in zip(out.tokens, out.lengths)]
+
+
+def main(
+    hidden_size: int = 12,
+    n_train: int = 1000,
+    n_test: int = 500,
+    batch_size: int = 16,
+    optimizer: str = "sgd",
+    lr: float = 1.0,
+    epochs: int = 20,
+    min_length: int = 0,
+    max_length: int | None = None,
+    n_samples: int = 1000,
+    temperature: float = 1.0,
+    seed: int = 0,
+    mode="auto",
+    plot: str | None = None,
+    verbose: bool = True,
+) -> dict:
+    """Train an Elman network on Reber next-symbol prediction, then sample strings from it.
+
+    Parameters
+    ----------
+    hidden_size : int
+        Hidden units of the Elman cell.
+    n_train, n_test : int
+        Training strings and held-out strings for the prediction accuracies.
+    batch_size : int
+        Strings per minibatch.
+    optimizer : str
+        Update rule from :mod:`theano_lstm.optimizers` (plain SGD by default).
+    lr : float
+        Learning rate (the loss is the mean cross-entropy per valid step).
+    epochs : int
+        Passes over the training strings.
+    min_length, max_length : int
+        Range of string lengths, ``B`` and ``E`` included.
+    n_samples : int
+        Strings to sample from the trained network.
+    temperature : float
+        Sampling temperature (1: the network's own distribution).
+    seed : int
+        Seeds data, initial weights and sampling.
+    mode : str or None
+        ``"auto"`` (jax when installed, else the library default), ``None``
+        (the library default) or a name of :data:`theano_lstm.backend.MODE_NAMES`.
+    plot : str, optional
+        Path of a learning-curve PNG (needs matplotlib).
+    verbose : bool
+        Print per-epoch progress and the results.
+
+    Returns
+    -------
+    dict
+        ``step_accuracy`` (fraction of test steps whose thresholded prediction
+        is exactly the allowed set), ``string_accuracy`` (test strings right
+        at every step), ``in_grammar`` (fraction of sampled strings the grammar
+        accepts), ``samples`` (a few sampled strings), ``epochs``,
+        ``compile_seconds``, ``train_seconds``, ``wall_seconds``, ``curve``
+        and ``mode``.
+    """
+    import theano_lstm as tl
+
+    start = time.perf_counter()
+    for name, value in (("hidden_size", hidden_size), ("n_train", n_train), ("n_test", n_test),
+                        ("batch_size", batch_size), ("epochs", epochs), ("n_samples", n_samples)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+            raise ValueError(f"{name} must be a positive int, received {value!r}")
+    tl.use_float32()
+    mode = resolve_mode(mode)
+    data_seed, test_seed, model_seed, train_seed, sample_seed = np.random.SeedSequence(seed).spawn(5)
+    train = get_n_examples(n_train, min_length, np.random.default_rng(data_seed), max_length)
+    test = get_n_examples(n_test, min_length, np.random.default_rng(test_seed), max_length)
+    train_x, train_y = [x for x, _ in train], [y for _, y in train]
+    test_x, test_y = [x for x, _ in test], [y for _, y in test]
+    if verbose:
+        print(f"Reber grammar: {n_train} training strings, {n_test} test strings; Elman network with "
+              f"{hidden_size} hidden units, {optimizer} lr={lr}; mode {mode!r}, seed {seed}")
+    model = build_model("elman", hidden_size, np.random.default_rng(model_seed))
+    pad = max(len(x) for x in train_x + test_x)
+    trainer = Trainer(model, optimizer=optimizer, lr=lr, mode=mode, pad_length=pad)
+    rng = np.random.default_rng(train_seed)
+    curve = {"loss": [], "test step accuracy": []}
+    progress = _common.EpochProgress(epochs, "elman", enabled=verbose)
+    try:
+        for epoch in range(1, epochs + 1):
+            loss = trainer.train_epoch(train_x, train_y, batch_size, rng)
+            acc = step_accuracy(trainer.predict(test_x), test_y)
+            curve["loss"].append(loss)
+            curve["test step accuracy"].append(acc)
+            progress.update(epoch, loss=loss, step_acc=acc)
+    finally:
+        progress.close()
+    probabilities = trainer.predict(test_x)
+    compile_before = time.perf_counter()
+    words = sample_words(model, n_samples, temperature=temperature, seed=int(sample_seed.generate_state(1)[0]), mode=mode)
+    sample_seconds = time.perf_counter() - compile_before
+    result = {
+        "step_accuracy": step_accuracy(probabilities, test_y),
+        "string_accuracy": string_accuracy(probabilities, test_y),
+        "in_grammar": float(np.mean([in_grammar(w) for w in words])),
+        "samples": words[:10],
+        "epochs": epochs,
+        "compile_seconds": trainer.seconds["compile"],
+        "train_seconds": trainer.seconds["train"],
+        "sample_seconds": sample_seconds,
+        "wall_seconds": time.perf_counter() - start,
+        "curve": curve,
+        "mode": mode,
+    }
+    if verbose:
+        print(f"test steps predicted exactly: {100 * result['step_accuracy']:.1f} %; "
+              f"test strings right at every step: {100 * result['string_accuracy']:.1f} %")
+        print(f"sampled strings in the grammar: {100 * result['in_grammar']:.1f} % of {n_samples}, e.g. "
+              + ", ".join(words[:5]))
+        print(f"wall time {result['wall_seconds']:.1f} s (compile {result['compile_seconds']:.1f} s, "
+              f"train {result['train_seconds']:.1f} s, sampling incl. its compile {sample_seconds:.1f} s)")
+    _common.save_learning_curves({"elman": curve}, plot, title="Reber grammar, Elman network")
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Train an Elman network on next-symbol prediction for the Reber grammar, then sample "
+        "strings from it and report how many the grammar accepts.",
+    )
+    _common.add_common_arguments(p)
+    p.set_defaults(mode="auto")
+    p.add_argument("--hidden-size", type=_common.positive_int, default=12, help="default %(default)s")
+    p.add_argument("--n-train", type=_common.positive_int, default=1000, help="training strings (default %(default)s)")
+    p.add_argument("--n-test", type=_common.positive_int, default=500, help="test strings (default %(default)s)")
+    p.add_argument("--batch-size", type=_common.positive_int, default=16, help="default %(default)s")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="default %(default)s")
+    p.add_argument("--lr", type=_common.positive_float, default=1.0, help="learning rate (default %(default)s)")
+    p.add_argument("--epochs", type=_common.positive_int, default=20, help="default %(default)s")
+    p.add_argument("--min-length", type=int, default=0, help="shortest string (default: no minimum)")
+    p.add_argument("--max-length", type=int, default=None, help="longest string (default: no maximum)")
+    p.add_argument("--n-samples", type=_common.positive_int, default=1000, help="strings to sample (default %(default)s)")
+    p.add_argument("--temperature", type=_common.positive_float, default=1.0, help="sampling temperature (default %(default)s)")
+    return p
+
+
+def cli(argv=None) -> dict:
+    """Parse ``argv`` and run :func:`main`."""
+    args = _parser().parse_args(argv)
+    return main(
+        hidden_size=args.hidden_size,
+        n_train=args.n_train,
+        n_test=args.n_test,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        epochs=args.epochs,
+        min_length=args.min_length,
+        max_length=args.max_length,
+        n_samples=args.n_samples,
+        temperature=args.temperature,
+        seed=args.seed,
+        mode=args.mode,
+        plot=args.plot,
+        verbose=not args.quiet,
+    )
+
+
+if __name__ == "__main__":
+    cli()

@@ -43,6 +43,15 @@ def lstm_step(x, c, h, Wi, Wf, Wg, Wo, Ui, Uf, Ug, Uo, bi, bf, bg, bo,
     return c_new, o * act(c_new)
 
 
+def cifg_lstm_step(x, c, h, Wi, Wg, Wo, Ui, Ug, Uo, bi, bg, bo, pi=None, po=None):
+    """Coupled input-forget gate LSTM: f = 1 - i (Greff et al. 2017)."""
+    peep = pi is not None
+    i = sigmoid(x @ Wi + h @ Ui + bi + (c * pi if peep else 0.0))
+    c_new = (1.0 - i) * c + i * np.tanh(x @ Wg + h @ Ug + bg)
+    o = sigmoid(x @ Wo + h @ Uo + bo + (c_new * po if peep else 0.0))
+    return c_new, o * np.tanh(c_new)
+
+
 def gru_step(x, h, Wr, Wz, Wn, Ur, Uz, Un, br, bz, bn, cr=None, cz=None, cn=None,
              reset="before", gate=sigmoid, act=np.tanh):
     """Cho et al. GRU step; ``h_t = (1 - z) n + z h_{t-1}``.

@@ -702,3 +702,28 @@ def test_checkpoint_random_generator_state(tmp_path):
     # an array variable of the same name is not a generator
     with pytest.raises(ModelFormatError, match="random generator"):
         load_checkpoint(ckpt, model, [backend.shared(np.zeros(2), name="dropout_rng")])
+
+
+@pytest.mark.parametrize("fmt", ["npz", pytest.param("safetensors", marks=pytest.mark.skipif(
+    not has_module("safetensors"), reason="safetensors is not installed"))])
+def test_checkpoint_restores_optimizer_accumulators_of_every_shape(fmt, tmp_path):
+    """Adam's accumulators (matrices, vectors and 0-d step counters) by name, both formats."""
+    from theano_lstm.optimizers import adam
+
+    ckpt = str(tmp_path / f"ckpt.{fmt}")
+    model = _stacked_lstm_head()
+    x = pt.tensor3("x")
+    updates = adam(model.scan(x).outputs.sum(), model.params)
+    state = [v for v in updates if all(v is not p for p in model.params)]
+    assert any(v.get_value().ndim == 0 for v in state)
+    rng = np.random.default_rng(0)
+    for v in state:
+        v.set_value(np.asarray(rng.normal(size=v.get_value().shape), dtype=v.dtype))
+    saved = {v.name: v.get_value() for v in state}
+    save_checkpoint(ckpt, model, updates, extra={"epoch": 2}, format=fmt)
+    assert len(read_manifest(ckpt)["optimizer"]) == len(state)
+    for v in state:
+        v.set_value(np.zeros_like(v.get_value()))
+    assert load_checkpoint(ckpt, model, updates) == {"epoch": 2}
+    for v in state:
+        np.testing.assert_array_equal(v.get_value(), saved[v.name])

@@ -65,6 +65,24 @@ def test_lstm_matches_reference(peepholes, rng):
         np.testing.assert_allclose(out, np.concatenate([c_new, h_new], axis=-1), rtol=1e-12)
 
 
+@pytest.mark.parametrize("peepholes", [False, True])
+def test_cifg_lstm_matches_reference(peepholes, rng):
+    cell = tl.LSTM(I, H, peepholes=peepholes, coupled_gates=True, rng=0)
+    assert cell.forget_gate is None and cell.linear_matrix.get_value().shape == (I, 3 * H)
+    randomize(cell, rng)
+    values = [p.get_value() for p in cell.params]
+    W, U, b = values[:3]
+    peeps = list(values[3]) if peepholes else [None, None]
+    xb, sb = pt.matrix(), pt.matrix()
+    f = compile_([xb, sb], cell.activate(xb, sb))
+    x, s = rng.normal(size=(B, I)), rng.normal(size=(B, 2 * H))
+    c_new, h_new = ref.cifg_lstm_step(x, s[:, :H], s[:, H:], *blocks(W, 3, H), *blocks(U, 3, H), *blocks(b, 3, H),
+                                      pi=peeps[0], po=peeps[1])
+    np.testing.assert_allclose(f(x, s), np.concatenate([c_new, h_new], axis=-1), rtol=1e-12)
+    with pytest.raises(ValueError, match="forget_bias has no meaning with coupled_gates=True"):
+        tl.LSTM(I, H, coupled_gates=True, forget_bias=1.0)
+
+
 @pytest.mark.parametrize("reset,gate", [("before", "sigmoid"), ("after", "sigmoid"), ("before", "hard_sigmoid")])
 def test_gru_matches_reference(reset, gate, rng):
     cell = tl.GRU(I, H, reset=reset, gate_activation=gate, rng=0)
@@ -164,10 +182,11 @@ def test_golden_values():
         lambda: tl.RNN(I, H, rng=0),
         lambda: tl.LSTM(I, H, rng=0),
         lambda: tl.LSTM(I, H, peepholes=True, rng=0),
+        lambda: tl.LSTM(I, H, peepholes=True, coupled_gates=True, rng=0),
         lambda: tl.GRU(I, H, rng=0),
         lambda: tl.GRU(I, H, reset="after", rng=0),
     ],
-    ids=["rnn", "lstm", "lstm-peepholes", "gru", "gru-reset-after"],
+    ids=["rnn", "lstm", "lstm-peepholes", "cifg-peepholes", "gru", "gru-reset-after"],
 )
 def test_cell_gradients(make, rng):
     cell = make()

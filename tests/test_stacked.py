@@ -302,6 +302,12 @@ def test_runner_bad_input():
         model.scan(pt.tensor3(), dropout=[None])
     with pytest.raises(ValueError, match="zoneout\\[2\\] is set but layer 2 \\(Layer\\) is not recurrent"):
         model.scan(pt.tensor3(), zoneout=[None, None, np.ones(3)])
+    with pytest.raises(ValueError, match=r"recurrent_dropout\[1\] must have 5 features on its last axis, received 6"):
+        model.scan(pt.tensor3(), recurrent_dropout=[None, np.ones((3, 6)), None])
+    with pytest.raises(ValueError, match=r"zoneout\[0\] must have 12 features on its last axis, received 6"):
+        model.scan(pt.tensor3(), zoneout=[np.ones((3, 6)), None, None])
+    with pytest.raises(ValueError, match=r"dropout\[0\] must have 4 features on its last axis, received 5"):
+        model.scan(pt.tensor3(), dropout=[np.ones((3, 5)), None, None])
     with pytest.raises(TypeError, match="inputs must be a float tensor for a first layer LSTM, received dtype int32"):
         model.scan(pt.imatrix())
     with pytest.raises(ValueError, match="initial state of layers.0.LSTM must have 12 features, received shape"):

@@ -573,7 +573,7 @@ def dropout_masks(
     if not variational and not deterministic and time_steps is None and (dropout is not None or recurrent_dropout is not None):
         raise ValueError("variational=False draws a mask per step and needs time_steps (the sequence length)")
 
-    # ---- plan: (kind, layer index, probabilities, shape, dtype) per mask
+    # ---- plan, per kind and layer: ([(probability, size), ...], dtype) or None
     plan = {"dropout": [None] * n, "recurrent_dropout": [None] * n, "zoneout": [None] * n}
     for k, entry in enumerate(_per_layer(dropout, n, "dropout")):
         if entry is None:
@@ -589,7 +589,7 @@ def dropout_masks(
             continue
         prob = _check_prob(prob, f"dropout[{k}]")
         _check_inverted(prob, inverted, f"dropout[{k}]")
-        plan["dropout"][k] = (prob, layer.input_size, layer.dtype)
+        plan["dropout"][k] = ([(prob, layer.input_size)], layer.dtype)
     for kind, spec in (("recurrent_dropout", recurrent_dropout), ("zoneout", zoneout)):
         for k, entry in enumerate(_per_layer(spec, n, kind)):
             if entry is None:
@@ -631,16 +631,11 @@ def dropout_masks(
     state = shared
     out = {kind: [None] * n for kind in plan}
     step = () if (variational or deterministic) else (time_steps,)
-    for k, entry in enumerate(plan["dropout"]):
-        if entry is not None:
-            prob, size, dtype = entry
-            state, out["dropout"][k] = _dropout_mask(state, prob, step + batch + (size,), inverted, deterministic, dtype)
-    for k, entry in enumerate(plan["recurrent_dropout"]):
-        if entry is not None:
-            [(prob, size)], dtype = entry
-            state, out["recurrent_dropout"][k] = _dropout_mask(
-                state, prob, step + batch + (size,), inverted, deterministic, dtype
-            )
+    for kind in ("dropout", "recurrent_dropout"):
+        for k, entry in enumerate(plan[kind]):
+            if entry is not None:
+                [(prob, size)], dtype = entry
+                state, out[kind][k] = _dropout_mask(state, prob, step + batch + (size,), inverted, deterministic, dtype)
     for k, entry in enumerate(plan["zoneout"]):
         if entry is None:
             continue

@@ -146,6 +146,8 @@ def _describe_cell(layer: Cell) -> dict:
     where = f"{name} {layer.name!r}"
     config = {}
     for key, value in layer.get_config().items():
+        if key in _NOT_CONFIG:  # passed separately (dtype) or not reproducible (initializers, rng)
+            continue
         if key == "gate_activation":  # GRU: the gates' current activation
             value = layer.reset_gate.activation
         elif hasattr(layer, key):  # the current attribute, which the user may have changed
@@ -317,7 +319,7 @@ def _write(path, manifest: dict, arrays: list, format, compress: bool) -> None:
             from safetensors.numpy import save as st_save
         except ImportError:
             raise ImportError("format 'safetensors' needs the safetensors package: pip install safetensors") from None
-        blob = st_save({k: np.ascontiguousarray(v) for k, v in arrays}, metadata={_SAFETENSORS_META_KEY: text})
+        blob = st_save({k: np.asarray(v, order="C") for k, v in arrays}, metadata={_SAFETENSORS_META_KEY: text})
         _atomic_write(path, lambda f: f.write(blob))
         return
 
@@ -327,7 +329,7 @@ def _write(path, manifest: dict, arrays: list, format, compress: bool) -> None:
             entries = [(_MANIFEST_KEY, np.frombuffer(text.encode("utf-8"), dtype=np.uint8))] + list(arrays)
             for key, value in entries:
                 with zf.open(key + ".npy", "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, np.ascontiguousarray(value), allow_pickle=False)
+                    np.lib.format.write_array(member, np.asarray(value, order="C"), allow_pickle=False)
 
     _atomic_write(path, write_zip)
 

@@ -538,7 +538,9 @@ class LSTM(RecurrentCell):
         \end{aligned}
 
     The peephole terms :math:`p_\ast` (diagonal cell-to-gate weights) are
-    present only with ``peepholes=True``.  :math:`\sigma` is each gate's
+    present only with ``peepholes=True``.  With ``coupled_gates=True`` (the
+    CIFG variant of Greff et al. 2017) there is no forget-gate block and
+    :math:`f_t = 1 - i_t`.  :math:`\sigma` is each gate's
     activation (``in_gate``, ``forget_gate``, ``out_gate``; sigmoid by
     default), :math:`\phi_g` is ``in_gate2.activation`` and :math:`\phi` is
     the cell's ``activation`` (both tanh by default).
@@ -565,6 +567,10 @@ class LSTM(RecurrentCell):
         are in the order ``i, f, g, o`` (PyTorch's).
     P_init : Initializer, optional
         Initializer of ``peephole_matrix`` (default :class:`~theano_lstm.init.Normal2014`).
+    coupled_gates : bool, default False
+        Coupled input-forget gate (CIFG): :math:`f_t = 1 - i_t`; the fused
+        blocks are then ``i, g, o`` (``3 * hidden_size`` columns), the
+        peephole rows :math:`p_i, p_o`, and ``forget_gate`` is ``None``.
     rng, name, dtype
         As for :class:`Layer`.
 
@@ -582,6 +588,7 @@ class LSTM(RecurrentCell):
     References
     ----------
     A. Graves, "Generating sequences with recurrent neural networks", 2013.
+    K. Greff et al., "LSTM: a search space odyssey", IEEE TNNLS 2017 (CIFG).
     F. Gers, N. Schraudolph, J. Schmidhuber, "Learning precise timing with LSTM
     recurrent networks", JMLR 2002 (peepholes).
 
@@ -610,32 +617,45 @@ class LSTM(RecurrentCell):
         U_init=None,
         b_init=0.0,
         P_init=None,
+        coupled_gates: bool = False,
         rng=None,
         name=None,
         dtype=None,
     ):
         super().__init__(name, dtype, rng)
+        self.coupled_gates = bool(coupled_gates)
+        if self.coupled_gates:
+            if forget_bias:
+                raise ValueError("forget_bias has no meaning with coupled_gates=True (f = 1 - i has no bias of its own)")
+            self.n_gates = 3
         self._init_recurrent(input_size, hidden_size, activation, clip_gradients, learn_init, W_init, U_init, b_init)
         H = self.hidden_size
-        self.in_gate = Gate("in_gate", "sigmoid", slice(0, H))
-        self.forget_gate = Gate("forget_gate", "sigmoid", slice(H, 2 * H))
-        self.in_gate2 = Gate("in_gate2", self.activation, slice(2 * H, 3 * H))
-        self.out_gate = Gate("out_gate", "sigmoid", slice(3 * H, 4 * H))
+        starts = iter(range(0, self.n_gates * H, H))
+
+        def cols():  # the next gate block of the fused matrices
+            start = next(starts)
+            return slice(start, start + H)
+
+        self.in_gate = Gate("in_gate", "sigmoid", cols())
+        self.forget_gate = None if self.coupled_gates else Gate("forget_gate", "sigmoid", cols())
+        self.in_gate2 = Gate("in_gate2", self.activation, cols())
+        self.out_gate = Gate("out_gate", "sigmoid", cols())
         if forget_bias:
             b = self.bias_matrix.get_value()
-            b[H : 2 * H] = forget_bias
+            b[self.forget_gate.columns] = forget_bias
             self.bias_matrix.set_value(b)
         self.peepholes = bool(peepholes)
         if self.peepholes:
-            self._new_param("peephole_matrix", (3, H), P_init or initializers.Normal2014(), "P_init")
+            rows = 2 if self.coupled_gates else 3
+            self._new_param("peephole_matrix", (rows, H), P_init or initializers.Normal2014(), "P_init")
             self._param_attrs = self._param_attrs + ("peephole_matrix",)
         self._init_state_param()
-        self._config.update(peepholes=self.peepholes, forget_bias=float(forget_bias))
+        self._config.update(peepholes=self.peepholes, forget_bias=float(forget_bias), coupled_gates=self.coupled_gates)
 
     @property
     def gates(self) -> tuple:
-        """``(in_gate, forget_gate, in_gate2, out_gate)``."""
-        return (self.in_gate, self.forget_gate, self.in_gate2, self.out_gate)
+        """``(in_gate, forget_gate, in_gate2, out_gate)`` (without ``forget_gate`` when coupled)."""
+        return tuple(g for g in (self.in_gate, self.forget_gate, self.in_gate2, self.out_gate) if g is not None)
 
     def recurrent_weights(self) -> list:
         return [self.recurrent_matrix] + ([self.peephole_matrix] if self.peepholes else [])
@@ -662,17 +682,22 @@ class LSTM(RecurrentCell):
         c, h = states
         h_in = h if h_mask is None else h * h_mask
         z = self._clip(xw + pt.dot(h_in, U))
-        zi, zf, zg, zo = (z[..., g.columns] for g in self.gates)
+        P = weights[1] if self.peepholes else None
+        zi, zg, zo = (z[..., g.columns] for g in (self.in_gate, self.in_gate2, self.out_gate))
         if self.peepholes:
-            P = weights[1]
             zi = zi + c * P[0]
-            zf = zf + c * P[1]
         i = self.in_gate.activation(zi)
-        f = self.forget_gate.activation(zf)
+        if self.coupled_gates:
+            f = 1 - i
+        else:
+            zf = z[..., self.forget_gate.columns]
+            if self.peepholes:
+                zf = zf + c * P[1]
+            f = self.forget_gate.activation(zf)
         g = self.in_gate2.activation(zg)
         c_new = f * c + i * g
         if self.peepholes:
-            zo = zo + c_new * P[2]
+            zo = zo + c_new * P[-1]
         o = self.out_gate.activation(zo)
         return (c_new, o * self.activation(c_new))
 

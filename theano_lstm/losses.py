@@ -37,6 +37,7 @@ import numpy as np
 import pytensor.tensor as pt
 
 from . import backend
+from .layers import _as_tensor as _tensor
 
 __all__ = [
     "masked_loss",
@@ -51,13 +52,6 @@ REDUCTIONS = ("sum", "mean", "none")
 
 
 # --------------------------------------------------------------------- helpers
-
-
-def _tensor(x, what: str):
-    try:
-        return pt.as_tensor_variable(x)
-    except Exception as exc:  # noqa: BLE001 - re-raised with context
-        raise TypeError(f"{what} must be a tensor or array, received {type(x).__name__}") from exc
 
 
 def _is_int(x) -> bool:
@@ -306,10 +300,10 @@ def categorical_crossentropy(predictions, targets, mask=None, reduction: str = "
 
     Notes
     -----
-    A target outside ``0 … classes-1`` at a valid step selects nothing: with
-    logits it contributes :math:`\log\sum_k e^{z_{t,k}}`, with probabilities
-    an infinite loss.  No index check is made at run time (none survives JAX
-    compilation).
+    A target outside ``0 … classes-1`` at a valid step selects no class: with
+    logits that step contributes 0, with probabilities an infinite loss.  No
+    index check is made at run time (none survives JAX compilation), so
+    check label ranges when building the data.
 
     Examples
     --------

@@ -79,10 +79,10 @@ class GenerationGraph(NamedTuple):
 
     Attributes
     ----------
-    tokens : int64 tensor ``(steps, batch)``
+    tokens : int32 tensor ``(steps, batch)``
         Generated tokens, padding after each sample's stop symbol; ``steps`` is
         ``n_steps`` for the fixed form and at most ``n_steps`` for the until form.
-    lengths : int64 tensor ``(batch,)``
+    lengths : int32 tensor ``(batch,)``
         Valid tokens per sample (stop symbol included).
     updates : OrderedDict
         ``{rng: next_rng}`` when the noise was drawn from a shared RNG (pass
@@ -324,6 +324,13 @@ class Sampler:
     -----
     Compiled functions are cached on the sampler and read the model's shared
     variables, so they see later training updates without recompiling.
+
+    Each call draws its uniform noise as
+    ``rng.random((prime_length - 1 + n_steps, n_samples, V))`` from the
+    sampler's generator ``rng`` (one row per loop step; see
+    :func:`generation_graph`), so a seed fixes the samples on every backend.
+    Tokens are int32 inside the graph (JAX runs without 64-bit integers when
+    ``floatX`` is float32) and int64 in the returned arrays.
 
     Examples
     --------

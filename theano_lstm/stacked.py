@@ -11,7 +11,8 @@ from typing import NamedTuple
 import pytensor.tensor as pt
 
 from . import backend
-from .layers import Cell, GatedInput, Layer, RecurrentCell, RNN, check_features
+from . import init as initializers
+from .layers import Cell, Embedding, GatedInput, RecurrentCell, RNN, _check_size, check_features
 
 __all__ = ["StackedCells", "SequenceResult", "bidirectional"]
 
@@ -87,10 +88,6 @@ class StackedCells:
         rng=None,
         **cell_kwargs,
     ):
-        from . import init as initializers
-
-        from .layers import _check_size
-
         input_size = _check_size(input_size, "input_size")
         if not (isinstance(celltype, type) and issubclass(celltype, Cell)):
             raise TypeError(f"celltype must be a cell class such as LSTM, received {celltype!r}")
@@ -230,7 +227,8 @@ class StackedCells:
             enters the recurrent products (variational dropout, Gal &
             Ghahramani 2016); shapes as for ``dropout`` with ``hidden_size``.
         zoneout : list, optional
-            Per recurrent layer, a mask over the packed state: where it is 1
+            Per recurrent layer, a mask over the packed state (last axis
+            ``state_size``, ``[c, h]`` for an LSTM): where it is 1
             the previous state is kept (Krueger et al. 2017):
             :math:`s_t = m \\odot s_{t-1} + (1 - m) \\odot \\tilde s_t`.  A mask
             filled with the zoneout probability gives the evaluation-time
@@ -264,11 +262,24 @@ class StackedCells:
         zoneout = self._masks(zoneout, "zoneout", recurrent_only=True)
         for name, masks in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout), ("zoneout", zoneout)):
             for k, m in enumerate(masks):
-                if m is not None and m.ndim not in (seq_ndim, seq_ndim + 1):
+                if m is None:
+                    continue
+                if m.ndim not in (seq_ndim, seq_ndim + 1):
                     raise ValueError(
                         f"{name}[{k}] must have {seq_ndim} dimensions (one mask per sequence) or "
                         f"{seq_ndim + 1} (one per step), received {m.ndim}"
                     )
+                layer = self.layers[k]
+                if name == "dropout" and isinstance(layer, Embedding):
+                    raise ValueError(
+                        f"dropout[{k}] would multiply the integer indices of an Embedding; "
+                        f"drop its output instead (dropout[{k + 1}])"
+                    )
+                size = {"dropout": layer.input_size, "recurrent_dropout": getattr(layer, "hidden_size", None),
+                        "zoneout": getattr(layer, "state_size", None)}[name]
+                last = m.type.shape[-1]
+                if last is not None and last != size:
+                    raise ValueError(f"{name}[{k}] must have {size} features on its last axis, received {last}")
         if initial_states is not None:
             initial_states = list(initial_states)
             self._check_list(initial_states, "initial_states")
@@ -394,8 +405,7 @@ class StackedCells:
                         new = layer.step(xw, prev, rw, h_mask=get_mask("recurrent_dropout", k))
                         zo = get_mask("zoneout", k)
                         if zo is not None:
-                            zparts = layer.unpack(zo) if zo.type.shape[-1] != layer.hidden_size or layer.n_states == 1 else (zo,) * layer.n_states
-                            new = tuple(z * p + (1 - z) * s for z, p, s in zip(zparts, prev, new))
+                            new = tuple(z * p + (1 - z) * s for z, p, s in zip(layer.unpack(zo), prev, new))
                         if valid is not None:
                             new = tuple(pt.switch(valid, s, p) for s, p in zip(new, prev))
                         for j, s in enumerate(new):
@@ -500,8 +510,6 @@ def _is_int(x) -> bool:
 
 
 def _accepts_int(layer) -> bool:
-    from .layers import Embedding
-
     return isinstance(layer, Embedding)
 
 
