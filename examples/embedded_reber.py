@@ -22,8 +22,9 @@ exactly the right symbol.  Two readings are reported:
 ``thresholded``
     the set of outputs above 0.5 is exactly the right symbol.
 
-An LSTM stops early once both reach the target (99.9 % by default) on a
-separate validation set; the Elman network trains for ``--elman-epochs``.
+An LSTM stops early once both have reached the target (99.9 % by default)
+on a separate validation set at two consecutive epochs (``--patience``); the
+Elman network trains for ``--elman-epochs``.
 
 Run ``python examples/embedded_reber.py`` (``--help`` for options).  By
 default it compiles with JAX when jax is installed (``--mode auto``), which is
@@ -126,13 +127,14 @@ def train_model(
     clip: float | None,
     mode,
     rng: np.random.Generator,
+    patience: int = 2,
     verbose: bool = True,
 ) -> dict:
     """Build, compile and train one model; evaluate it on the test strings.
 
-    ``target`` (a fraction) stops training once both validation accuracies
-    reach it (``None``: train ``max_epochs``).  Returns a dict of measured
-    results (see :func:`main`).
+    Training stops once both validation accuracies have reached ``target``
+    (a fraction) at ``patience`` consecutive epochs (``target=None``: train
+    ``max_epochs``).  Returns a dict of measured results (see :func:`main`).
     """
     start = time.perf_counter()
     spec = _SPEC[name]
@@ -141,7 +143,7 @@ def train_model(
     trainer = reber.Trainer(model, optimizer=optimizer, lr=lr, clip=clip, mode=mode, pad_length=pad)
     curve = {"loss": [], "valid accuracy": [], "valid thresholded": []}
     progress = _common.EpochProgress(max_epochs, name, enabled=verbose)
-    epochs, reached = 0, False
+    epochs, reached, streak = 0, False, 0
     _, train_x, train_y = data["train"]
     valid_words, valid_x, _ = data["valid"]
     try:
@@ -153,7 +155,8 @@ def train_model(
             curve["valid accuracy"].append(acc)
             curve["valid thresholded"].append(strict)
             progress.update(epoch, loss=loss, valid_acc=acc, valid_thr=strict)
-            if target is not None and acc >= target and strict >= target:
+            streak = streak + 1 if target is not None and acc >= target and strict >= target else 0
+            if target is not None and streak >= patience:
                 reached = True
                 break
     finally:
@@ -186,9 +189,10 @@ def main(
     lr: float = 0.01,
     forget_bias: float = 1.0,
     clip: float | None = None,
-    max_epochs: int = 30,
+    max_epochs: int = 60,
     elman_epochs: int = 10,
     target: float = 0.999,
+    patience: int = 2,
     min_length: int = 0,
     max_length: int | None = None,
     seed: int = 0,
@@ -225,6 +229,8 @@ def main(
         Epochs for the Elman network (it never stops early unless it reaches ``target``).
     target : float
         Long-range accuracy, on the validation strings, at which an LSTM stops.
+    patience : int
+        Consecutive epochs at or above ``target`` (both readings) before stopping.
     min_length, max_length : int
         Range of string lengths (``B`` and ``E`` included); by default the
         grammar's own length distribution.
@@ -257,7 +263,7 @@ def main(
         raise ValueError(f"models must be a non-empty list from {list(MODELS)}, received {list(models)}")
     for name, value in (("hidden_size", hidden_size), ("n_train", n_train), ("n_valid", n_valid),
                         ("n_test", n_test), ("batch_size", batch_size), ("max_epochs", max_epochs),
-                        ("elman_epochs", elman_epochs)):
+                        ("elman_epochs", elman_epochs), ("patience", patience)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
             raise ValueError(f"{name} must be a positive int, received {value!r}")
     if not 0 < target <= 1:
@@ -290,6 +296,7 @@ def main(
             clip=clip,
             mode=mode,
             rng=rng,
+            patience=patience,
             verbose=verbose,
         )
         results.append(res)
@@ -343,9 +350,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_common.positive_float, default=0.01, help="learning rate (default %(default)s)")
     p.add_argument("--forget-bias", type=float, default=1.0, help="initial LSTM forget-gate bias (default %(default)s)")
     p.add_argument("--clip", type=_common.positive_float, default=None, help="global gradient-norm bound (default: none)")
-    p.add_argument("--max-epochs", type=_common.positive_int, default=30, help="most LSTM epochs (default %(default)s)")
+    p.add_argument("--max-epochs", type=_common.positive_int, default=60, help="most LSTM epochs (default %(default)s)")
     p.add_argument("--elman-epochs", type=_common.positive_int, default=10, help="Elman epochs (default %(default)s)")
     p.add_argument("--target", type=float, default=0.999, help="validation accuracy at which an LSTM stops (default %(default)s)")
+    p.add_argument("--patience", type=_common.positive_int, default=2,
+                   help="consecutive epochs at --target before an LSTM stops (default %(default)s)")
     p.add_argument("--min-length", type=int, default=0, help="shortest string (default: no minimum)")
     p.add_argument("--max-length", type=int, default=None, help="longest string (default: no maximum)")
     return p
@@ -370,6 +379,7 @@ def cli(argv=None) -> dict:
         max_epochs=args.max_epochs,
         elman_epochs=args.elman_epochs,
         target=args.target,
+        patience=args.patience,
         min_length=args.min_length,
         max_length=args.max_length,
         seed=args.seed,

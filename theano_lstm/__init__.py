@@ -5,9 +5,11 @@ The 2014 ``theano_lstm`` API (``StackedCells``, ``LSTM``, ``Layer``,
 ``masked_loss``, ``MultiDropout``) on a modern, tested core.
 """
 
-from . import backend, init, optimizers
+from . import backend, dropout, init, losses, optimizers
 from .backend import clip_gradient, get_mode, set_default_mode, use_float32
 from .layers import GRU, LSTM, RNN, Embedding, GatedInput, Gate, Layer, split_lstm_state
+from .dropout import Dropout, MultiDropout, dropout_masks
+from .losses import binary_crossentropy, categorical_crossentropy, masked_loss, squared_error
 from .optimizers import create_optimization_updates
 from .stacked import SequenceResult, StackedCells, bidirectional
 
@@ -30,6 +32,15 @@ __all__ = [
     "set_default_mode",
     "use_float32",
     "create_optimization_updates",
+    "masked_loss",
+    "categorical_crossentropy",
+    "binary_crossentropy",
+    "squared_error",
+    "Dropout",
+    "MultiDropout",
+    "dropout_masks",
+    "losses",
+    "dropout",
     "backend",
     "init",
     "optimizers",

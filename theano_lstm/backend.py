@@ -56,6 +56,8 @@ __all__ = [
     "linear",
     "get_activation",
     "clip_gradient",
+    "random_draw",
+    "is_integer",
     "floatX",
     "as_floatX",
     "shared",
@@ -228,7 +230,42 @@ def clip_gradient(x, bound: float):
     return grad_clip(x, -bound, bound)
 
 
+# ------------------------------------------------------------------ random draws
+
+
+def _returns_next_rng() -> bool:
+    import inspect
+
+    from pytensor.tensor.random.op import RandomVariable
+
+    return "return_next_rng" in inspect.signature(RandomVariable.__call__).parameters
+
+
+#: PyTensor 3 returns ``(next_rng, draw)`` on request (and warns when the generator output is hidden).
+_RETURNS_NEXT_RNG = _returns_next_rng()
+
+
+def random_draw(distribution: Callable, *params, rng, size=None):
+    """``(next_rng, draw)`` from ``distribution`` (e.g. ``pt.random.bernoulli``) and a shared ``rng``.
+
+    The caller must put ``{rng: next_rng}`` into the compiled function's
+    updates so every call draws fresh numbers.  Hides the PyTensor 2/3
+    difference in how the next generator state is obtained.
+    """
+    if _RETURNS_NEXT_RNG:
+        next_rng, draw = distribution(*params, size=size, rng=rng, return_next_rng=True)
+    else:  # pragma: no cover - PyTensor < 3: the next generator is the draw's sibling output
+        draw = distribution(*params, size=size, rng=rng)
+        next_rng = draw.owner.outputs[0]
+    return next_rng, draw
+
+
 # ------------------------------------------------------------------------- dtypes
+
+
+def is_integer(x) -> bool:
+    """Whether the tensor ``x`` has a (signed or unsigned) integer dtype."""
+    return x.dtype.startswith(("int", "uint"))
 
 
 def floatX() -> str:

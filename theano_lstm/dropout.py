@@ -45,7 +45,6 @@ numpyro) and needs static mask shapes: give every shape as Python ints.
 
 from __future__ import annotations
 
-import inspect
 from collections import OrderedDict
 from collections.abc import Sequence
 from numbers import Real
@@ -129,10 +128,6 @@ def _check_shape(shape, what: str) -> tuple:
     return tuple(out)
 
 
-#: PyTensor 3 returns ``(next_rng, draw)`` on request and warns when the generator output is hidden.
-_RETURNS_NEXT_RNG = "return_next_rng" in inspect.signature(RandomVariable.__call__).parameters
-
-
 def _as_dtype(value, dtype):
     """A Python number as a constant of ``dtype``, or a tensor cast to ``dtype``."""
     if isinstance(value, float):
@@ -142,12 +137,7 @@ def _as_dtype(value, dtype):
 
 def _draw_bernoulli(rng, p, shape, dtype):
     """``(next_rng, mask)``: a Bernoulli(``p``) mask of ``dtype`` drawn from ``rng``."""
-    p = _as_dtype(p, dtype)
-    if _RETURNS_NEXT_RNG:
-        next_rng, draw = pt.random.bernoulli(p, size=shape, rng=rng, return_next_rng=True)
-    else:  # PyTensor < 3: the next generator is the draw's sibling output
-        draw = pt.random.bernoulli(p, size=shape, rng=rng)
-        next_rng = draw.owner.outputs[0]
+    next_rng, draw = backend.random_draw(pt.random.bernoulli, _as_dtype(p, dtype), rng=rng, size=shape)
     return next_rng, pt.cast(draw, dtype)
 
 

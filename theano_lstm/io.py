@@ -47,9 +47,7 @@ import re
 import struct
 import tempfile
 import zipfile
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 from pytensor.compile.sharedvalue import SharedVariable
@@ -112,13 +110,18 @@ class ModelFormatError(ValueError):
 # =============================================================== describing
 
 
+def _activation_names() -> list:
+    """The activation names :func:`theano_lstm.backend.get_activation` resolves."""
+    return sorted(backend._ACTIVATIONS)
+
+
 def _activation_name(fn, where: str) -> str:
     name = backend.activation_name(fn)
     if name is None:
         raise ValueError(
             f"cannot save {where}: it is the custom callable "
             f"{getattr(fn, '__name__', type(fn).__name__)!r}; only registered activations "
-            f"{sorted(backend._ACTIVATIONS)} can be saved (set a registered name before saving)"
+            f"{_activation_names()} can be saved (set a registered name before saving)"
         )
     return name
 
@@ -811,8 +814,8 @@ def _check_layer_desc(path, k, desc) -> tuple[type, dict]:
         if key in config:
             names.append(config[key])
     for name in names:
-        if name is not None and (not isinstance(name, str) or name not in backend._ACTIVATIONS):
-            raise _err(path, f"{where}: activation {name!r} is not a registered name {sorted(backend._ACTIVATIONS)}")
+        if name is not None and (not isinstance(name, str) or name not in _activation_names()):
+            raise _err(path, f"{where}: activation {name!r} is not a registered name {_activation_names()}")
     return cls, config
 
 

@@ -54,10 +54,6 @@ REDUCTIONS = ("sum", "mean", "none")
 # --------------------------------------------------------------------- helpers
 
 
-def _is_int(x) -> bool:
-    return x.dtype.startswith("int") or x.dtype.startswith("uint")
-
-
 def _is_float(x) -> bool:
     return x.dtype.startswith("float")
 
@@ -68,7 +64,7 @@ def _check_float(x, what: str):
 
 
 def _check_int(x, what: str, hint: str = ""):
-    if not _is_int(x):
+    if not backend.is_integer(x):
         raise TypeError(f"{what} must be an integer tensor, received dtype {x.dtype}{hint}")
 
 
@@ -157,7 +153,7 @@ def _check_sequence_pair(predictions, targets, name: str):
             f"received {targets.ndim} dimensions"
         )
     _check_same_lengths(targets, "targets", predictions, "predictions", [(k, k) for k in range(targets.ndim)])
-    if targets.dtype == "bool" or _is_int(targets):
+    if targets.dtype == "bool" or backend.is_integer(targets):
         targets = pt.cast(targets, predictions.dtype)
     elif not _is_float(targets):
         raise TypeError(f"{name} targets must be a float (or 0/1 integer) tensor, received dtype {targets.dtype}")

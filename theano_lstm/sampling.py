@@ -38,11 +38,9 @@ builds the symbolic loop for use inside a larger graph.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
-import pytensor
 import pytensor.tensor as pt
 from pytensor.compile.mode import Mode
 from pytensor.scan.utils import until as scan_until
@@ -166,8 +164,9 @@ def generation_graph(
         token.  For a one-hot input, ``-1`` feeds an all-zero vector (a
         "no token" start).
     n_steps : int or int scalar tensor, optional
-        Tokens to generate; default ``noise.shape[0] - prime_length + 1``.
-        An int for JAX (static loop length).
+        Tokens to generate (an int for JAX: a static loop length).  When
+        ``noise`` is given its length sets the loop and ``n_steps`` may be
+        left out.
     temperature : float or scalar tensor
         :math:`T \ge 0`; 0 is greedy decoding.
     stop_symbol : int or int scalar tensor
@@ -208,7 +207,9 @@ def generation_graph(
     P, B = _static(prime, 0), _static(prime, 1)
     floatX = backend.floatX()
     if n_steps is None and noise is None:
-        raise ValueError("give n_steps or noise")
+        raise ValueError("generation_graph needs n_steps or noise (whose length sets the number of steps)")
+    if isinstance(n_steps, (int, np.integer)) and not isinstance(n_steps, bool) and n_steps < 1:
+        raise ValueError(f"n_steps must be a positive int, received {n_steps}")
     updates: OrderedDict = OrderedDict()
     if noise is None:
         T = P - 1 + n_steps
@@ -224,8 +225,10 @@ def generation_graph(
             raise ValueError(f"noise must have {V} entries on its last axis (the vocabulary), received {noise.type.shape[-1]}")
         noise = pt.cast(noise, floatX)
         T = _static(noise, 0)
-        if n_steps is None:
-            n_steps = T - P + 1
+        if all(isinstance(v, (int, np.integer)) for v in (T, P, n_steps)) and T != P - 1 + n_steps:
+            raise ValueError(
+                f"noise has {T} rows but prime_length - 1 + n_steps = {P - 1 + n_steps} loop steps need one each"
+            )
     # Gumbel noise; u is clipped away from 0 so that 0 * g is 0 for greedy decoding
     tiny = np.asarray(np.finfo(floatX).tiny, dtype=floatX)
     gumbel = -pt.log(-pt.log(pt.maximum(noise, tiny)))

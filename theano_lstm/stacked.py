@@ -152,9 +152,9 @@ class StackedCells:
         x = pt.as_tensor_variable(x)
         if prev_hiddens is None:
             batch_like = None
-            if x.ndim == 2 and not _is_int(x):
+            if x.ndim == 2 and not backend.is_integer(x):
                 batch_like = x
-            elif x.ndim == 1 and _is_int(x):
+            elif x.ndim == 1 and backend.is_integer(x):
                 batch_like = x
             prev_hiddens = self.initial_hidden_states(batch_like)
         prev_hiddens = list(prev_hiddens)
@@ -246,7 +246,7 @@ class StackedCells:
         n = len(self.layers)
         if n == 0:
             raise ValueError("this StackedCells has no layers")
-        integer = _is_int(inputs)
+        integer = backend.is_integer(inputs)
         if integer and not _accepts_int(self.layers[0]):
             raise TypeError(f"inputs must be a float tensor for a first layer {type(self.layers[0]).__name__}, received dtype {inputs.dtype}")
         seq_ndim = inputs.ndim if integer else inputs.ndim - 1
@@ -280,6 +280,8 @@ class StackedCells:
                 last = m.type.shape[-1]
                 if last is not None and last != size:
                     raise ValueError(f"{name}[{k}] must have {size} features on its last axis, received {last}")
+                if last is None:  # checked when the function runs instead
+                    masks[k] = pt.specify_shape(m, (None,) * (m.ndim - 1) + (size,))
         if initial_states is not None:
             initial_states = list(initial_states)
             self._check_list(initial_states, "initial_states")
@@ -474,8 +476,8 @@ class StackedCells:
             if recurrent_only and not isinstance(self.layers[k], RecurrentCell):
                 raise ValueError(f"{what}[{k}] is set but layer {k} ({type(self.layers[k]).__name__}) is not recurrent")
             m = pt.as_tensor_variable(m)
-            if not m.dtype.startswith("float"):
-                m = pt.cast(m, backend.floatX())
+            if m.dtype != self.layers[k].dtype:
+                m = pt.cast(m, self.layers[k].dtype)  # a float64 mask must not upcast a float32 state
             out.append(m)
         return out
 
@@ -503,10 +505,6 @@ class StackedCells:
                         f"GatedInput at layer {k} has hidden_size={layer.hidden_size} but the layer above has "
                         f"hidden_size={above.hidden_size}"
                     )
-
-
-def _is_int(x) -> bool:
-    return x.dtype.startswith("int") or x.dtype.startswith("uint")
 
 
 def _accepts_int(layer) -> bool:
@@ -539,8 +537,8 @@ def _broadcast_state(layer, state, batch_like):
         return state
     # (size,) -> (batch, size) without a symbolic shape (JAX needs none):
     # broadcast against a zero column derived from the batch.
-    zeros = pt.zeros_like(batch_like[..., :1] if not _is_int(batch_like) else batch_like, dtype=layer.dtype)
-    if _is_int(batch_like):
+    zeros = pt.zeros_like(batch_like[..., :1] if not backend.is_integer(batch_like) else batch_like, dtype=layer.dtype)
+    if backend.is_integer(batch_like):
         zeros = zeros.dimshuffle(0, "x")
     return zeros + state
 
