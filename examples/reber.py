@@ -536,8 +536,7 @@ class Trainer:
             raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {list(OPTIMIZERS)}")
         self.model = model
         self.mode = resolve_mode(mode)
-        self.static_shapes = backend._resolve_name(self.mode) in ("jax", "gpu") if isinstance(self.mode, str) else False
-        if self.static_shapes:
+        if self.mode in ("jax", "gpu"):
             _quiet_jax_warnings()
         self.pad_length = pad_length
         self.seconds = {"compile": 0.0, "train": 0.0, "predict": 0.0}
@@ -556,6 +555,8 @@ class Trainer:
         updates = rule(grads, params, lr=lr)
         self._train = backend.function([x, y, m], cost, updates=updates, mode=self.mode)
         self._predict = backend.function([x, m], pt.sigmoid(logits), mode=self.mode)
+        # JAX mode compiles one function per input shape (backend.ShapeSpecializedFunction)
+        self.static_shapes = isinstance(self._train, backend.ShapeSpecializedFunction)
         self.seconds["compile"] += time.perf_counter() - start
 
     def _length(self, lengths):

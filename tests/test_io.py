@@ -16,6 +16,7 @@ import pytest
 
 from tests._util import has_module
 from theano_lstm import GRU, LSTM, RNN, Embedding, GatedInput, Layer, StackedCells, backend
+from theano_lstm.layer_norm import LayerNormGRU, LayerNormLSTM
 from theano_lstm.io import (
     FORMAT_VERSION,
     ModelFormatError,
@@ -80,6 +81,9 @@ MODELS = {
     "LSTM": _lstm_changed_gates,
     "GRU": lambda: GRU(3, 4, gate_activation="hard_sigmoid", rng=4),
     "GatedInput": lambda: GatedInput(3, 4, rng=9),
+    "LSTM-coupled": lambda: LSTM(3, 4, coupled_gates=True, peepholes=True, learn_init=True, rng=10),
+    "LayerNormLSTM": lambda: LayerNormLSTM(3, 4, forget_bias=1.0, eps=1e-3, rng=11),
+    "LayerNormGRU": lambda: LayerNormGRU(3, 4, reset="after", rng=12),
     "Stacked-LSTM-head": _stacked_lstm_head,
     "Stacked-Embedding-GRU": _stacked_embedding_gru,
     "Stacked-GatedInput": _stacked_gated,

@@ -5,12 +5,14 @@ The 2014 ``theano_lstm`` API (``StackedCells``, ``LSTM``, ``Layer``,
 ``masked_loss``, ``MultiDropout``) on a modern, tested core.
 """
 
-from . import backend, dropout, init, losses, optimizers
+from . import backend, dropout, init, io, losses, optimizers, sampling
 from .backend import clip_gradient, get_mode, set_default_mode, use_float32
 from .layers import GRU, LSTM, RNN, Embedding, GatedInput, Gate, Layer, split_lstm_state
 from .dropout import Dropout, MultiDropout, dropout_masks
 from .losses import binary_crossentropy, categorical_crossentropy, masked_loss, squared_error
+from .io import ModelFormatError, load, load_checkpoint, save, save_checkpoint
 from .optimizers import create_optimization_updates
+from .sampling import Sampler
 from .stacked import SequenceResult, StackedCells, bidirectional
 
 __version__ = "0.1.0"
@@ -39,8 +41,16 @@ __all__ = [
     "Dropout",
     "MultiDropout",
     "dropout_masks",
+    "save",
+    "load",
+    "save_checkpoint",
+    "load_checkpoint",
+    "ModelFormatError",
+    "Sampler",
     "losses",
     "dropout",
+    "io",
+    "sampling",
     "backend",
     "init",
     "optimizers",

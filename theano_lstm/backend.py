@@ -55,6 +55,7 @@ __all__ = [
     "log_softmax",
     "linear",
     "get_activation",
+    "ACTIVATION_NAMES",
     "clip_gradient",
     "random_draw",
     "is_integer",
@@ -166,6 +167,10 @@ _ACTIVATIONS: dict[str, Callable] = {
     "linear": linear,
     "identity": linear,
 }
+
+
+#: The activation names every ``activation=`` argument accepts.
+ACTIVATION_NAMES = tuple(_ACTIVATIONS)
 
 
 def get_activation(activation: str | Callable | None) -> Callable:
@@ -406,6 +411,9 @@ def function(inputs, outputs=None, updates=None, mode: str | Mode | None = None,
     inside jax).  The returned :class:`ShapeSpecializedFunction` caches one
     compiled function per shape; group variable-length data into a few
     lengths (see :func:`bucket_lengths`) to keep the number of compiles small.
+    An axis of length 1 (a batch of one) must be fixed when the graph is
+    built (``pt.tensor3("x", shape=(None, 1, n))``): PyTensor's scan cannot
+    re-specialize it afterwards.
     Other modes return a plain ``pytensor`` function.
     """
     resolved = get_mode(mode)
@@ -466,6 +474,17 @@ class ShapeSpecializedFunction:
                 if want is not None and want != got:
                     raise ValueError(
                         f"input {v.name or v} axis {axis} must have length {want}, received shape {shape}"
+                    )
+            for axis, (want, got) in enumerate(zip(v.type.shape, shape)):
+                # Scan's inner graphs were built for a non-broadcastable axis:
+                # a length-1 axis can only be specialized if the graph was
+                # built with it fixed.
+                if want is None and got == 1:
+                    fixed = tuple(1 if a == axis else w for a, w in enumerate(v.type.shape))
+                    raise ValueError(
+                        f"input {v.name or v} has length 1 on axis {axis}, which the graph left symbolic; "
+                        f"in JAX mode declare length-1 axes when building the graph, e.g. "
+                        f"pt.tensor(name={v.name!r}, dtype={v.dtype!r}, shape={fixed})"
                     )
             new = v.type.clone(shape=shape)(name=v.name)
             replace[v] = new

@@ -53,6 +53,7 @@ import numpy as np
 from pytensor.compile.sharedvalue import SharedVariable
 
 from . import backend
+from .layer_norm import LayerNormGRU, LayerNormLSTM
 from .layers import GRU, LSTM, RNN, Cell, Embedding, GatedInput, Layer
 from .stacked import StackedCells
 
@@ -88,6 +89,8 @@ CELL_CLASSES: dict[str, type] = {
     "LSTM": LSTM,
     "GRU": GRU,
     "GatedInput": GatedInput,
+    "LayerNormLSTM": LayerNormLSTM,
+    "LayerNormGRU": LayerNormGRU,
 }
 
 _MANIFEST_KEY = "__manifest__"
@@ -112,7 +115,7 @@ class ModelFormatError(ValueError):
 
 def _activation_names() -> list:
     """The activation names :func:`theano_lstm.backend.get_activation` resolves."""
-    return sorted(backend._ACTIVATIONS)
+    return sorted(backend.ACTIVATION_NAMES)
 
 
 def _activation_name(fn, where: str) -> str:
@@ -148,8 +151,9 @@ def _describe_cell(layer: Cell) -> dict:
         )
     where = f"{name} {layer.name!r}"
     config = {}
+    accepted = _config_args(cls)
     for key, value in layer.get_config().items():
-        if key in _NOT_CONFIG:  # passed separately (dtype) or not reproducible (initializers, rng)
+        if key not in accepted:  # passed separately (dtype) or not reproducible (initializers, rng)
             continue
         if key == "gate_activation":  # GRU: the gates' current activation
             value = layer.reset_gate.activation
@@ -757,25 +761,38 @@ def read_manifest(path, max_bytes: int = DEFAULT_MAX_BYTES) -> dict:
 # ---------------------------------------------------------- rebuilding models
 
 
-def _expected_params(cls_name: str, config: dict) -> dict:
-    """Parameter shapes a cell of ``cls_name`` built from ``config`` has, in ``params`` order."""
-    g = config.get
-    if cls_name == "Embedding":
-        return {"embedding_matrix": (g("vocabulary_size"), g("hidden_size"))}
-    I, H = g("input_size"), g("hidden_size")
-    if cls_name == "Layer":
-        return {"linear_matrix": (I, H), "bias_matrix": (H,)}
-    if cls_name == "GatedInput":
-        return {"linear_matrix": (I, 1), "recurrent_matrix": (H, 1), "bias_matrix": (1,)}
-    G = {"RNN": 1, "LSTM": 4, "GRU": 3}[cls_name]
-    out = {"linear_matrix": (I, G * H), "recurrent_matrix": (H, G * H), "bias_matrix": (G * H,)}
-    if cls_name == "LSTM" and g("peepholes"):
-        out["peephole_matrix"] = (3, H)
-    if cls_name == "GRU" and g("reset") == "after":
-        out["recurrent_bias"] = (3 * H,)
-    if g("learn_init"):
-        out["initial_hidden_state"] = ((2 if cls_name == "LSTM" else 1) * H,)
-    return out
+class _ParameterBudget:
+    """Initializer that allocates zeros until the layer would exceed the elements the file holds.
+
+    Passed as every ``*_init`` argument when a cell is rebuilt, so a manifest
+    declaring a huge layer is refused at its first (input) matrix instead of
+    allocating it; the values are overwritten from the file afterwards.
+    """
+
+    def __init__(self, limit: int):
+        self.left = limit
+
+    def __call__(self, shape, rng=None):
+        n = _nbytes(shape, np.int8)
+        if n > self.left:
+            raise _BudgetExceeded(f"its config asks for a parameter of shape {tuple(shape)}, more than the file holds")
+        self.left -= n
+        return np.zeros(shape)
+
+
+class _BudgetExceeded(ValueError):
+    pass
+
+
+def _initializer_args(cls) -> set:
+    """Constructor arguments of ``cls`` that take initializers (``W_init``, ``b_init``…; not ``learn_init``)."""
+    return {name for name, p in inspect.signature(cls.__init__).parameters.items()
+            if name.endswith("_init") and not isinstance(p.default, bool)}
+
+
+def _config_args(cls) -> set:
+    """Constructor arguments of ``cls`` that a saved config may set."""
+    return set(inspect.signature(cls.__init__).parameters) - _NOT_CONFIG - _initializer_args(cls)
 
 
 def _check_layer_desc(path, k, desc) -> tuple[type, dict]:
@@ -794,17 +811,16 @@ def _check_layer_desc(path, k, desc) -> tuple[type, dict]:
     config = desc["config"]
     if not isinstance(config, dict):
         raise _err(path, f"{where}: config must be an object")
-    accepted = set(inspect.signature(cls.__init__).parameters) - _NOT_CONFIG
+    accepted = _config_args(cls)
     if set(config) - accepted:
         raise _err(path, f"{where}: unexpected {cls_name} arguments {sorted(set(config) - accepted)}")
     for key, value in config.items():
         if value is not None and not isinstance(value, (bool, int, float, str)):
             raise _err(path, f"{where}: config {key!r} must be a JSON scalar, received {type(value).__name__}")
-    for key in ("input_size", "hidden_size", "vocabulary_size"):
-        if key in accepted:
-            v = config.get(key)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise _err(path, f"{where}: {key} must be a positive int, received {v!r}")
+        if key.endswith("_size") and (isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**31):
+            raise _err(path, f"{where}: {key} must be a positive int, received {value!r}")
+    if not isinstance(desc["params"], list) or not all(isinstance(a, str) for a in desc["params"]):
+        raise _err(path, f"{where}: params must be a list of attribute names")
     if isinstance(config.get("name"), str) and len(config["name"]) > 1024:
         raise _err(path, f"{where}: name is longer than 1024 characters")
     if "gates" in desc and not isinstance(desc["gates"], dict):
@@ -834,33 +850,23 @@ def _rebuild_model(path, manifest):
         raise _err(path, f"a single-cell model must have 1 layer, the manifest lists {len(layer_descs)}")
     arrays = manifest["arrays"]
     param_keys = {k for k in arrays if k.startswith("layers.")}
-    expected_keys, checked = set(), []
+    listed = {f"layers.{k}.{attr}" for k, desc in enumerate(layer_descs) if isinstance(desc, dict)
+              for attr in (desc.get("params") if isinstance(desc.get("params"), list) else []) if isinstance(attr, str)}
+    for key, source in tied.items():
+        if key not in listed or not isinstance(source, str) or source in tied or source not in param_keys:
+            raise _err(path, f"tied parameter {key!r} -> {source!r} does not name a stored parameter")
+    if param_keys != listed - set(tied):
+        extra = param_keys - listed
+        raise _err(path, f"unexpected parameter arrays {sorted(extra)}" if extra
+                   else f"missing parameter arrays {sorted(listed - set(tied) - param_keys)}")
+    layers = []
     for k, desc in enumerate(layer_descs):
         cls, config = _check_layer_desc(path, k, desc)
-        shapes = _expected_params(cls.__name__, config)
-        if desc["params"] != list(shapes):
-            raise _err(path, f"layer {k} ({cls.__name__}) lists parameters {desc['params']!r}, expected {list(shapes)}")
-        for attr, shape in shapes.items():
-            key = f"layers.{k}.{attr}"
-            expected_keys.add(key)
-            source = tied.get(key, key)
-            meta = arrays.get(source)
-            if meta is None or (key in tied and (source in tied or not source.startswith("layers."))):
-                raise _err(path, f"no array for parameter {key!r}")
-            if tuple(meta["shape"]) != shape or meta["dtype"] != desc["dtype"]:
-                raise _err(path, f"parameter {key!r} has shape {tuple(meta['shape'])} {meta['dtype']} but a "
-                                 f"{cls.__name__} with this config has {shape} {desc['dtype']}")
-        checked.append((cls, config, desc))
-    if set(tied) - expected_keys:
-        raise _err(path, f"unexpected tied parameters {sorted(set(tied) - expected_keys)}")
-    if param_keys != expected_keys - set(tied):
-        extra = param_keys - expected_keys
-        raise _err(path, f"unexpected parameter arrays {sorted(extra)}" if extra
-                   else f"missing parameter arrays {sorted(expected_keys - set(tied) - param_keys)}")
-    layers = []
-    for k, (cls, config, desc) in enumerate(checked):
+        metas = {attr: arrays[tied.get(f"layers.{k}.{attr}", f"layers.{k}.{attr}")] for attr in desc["params"]}
+        budget = _ParameterBudget(sum(_nbytes(m["shape"], np.int8) for m in metas.values()))
+        inits = {a: budget for a in _initializer_args(cls)}
         try:
-            layer = cls(**config, rng=0, dtype=desc["dtype"])
+            layer = cls(**config, **inits, rng=0, dtype=desc["dtype"])
             if "activation" in desc:
                 layer.activation = backend.get_activation(desc["activation"])
             gates = {gate.name: gate for gate in getattr(layer, "gates", ())}
@@ -871,7 +877,13 @@ def _rebuild_model(path, manifest):
         except (TypeError, ValueError) as exc:
             raise _err(path, f"layer {k} ({cls.__name__}) cannot be built from its config: {exc}") from None
         if list(layer._param_attrs) != desc["params"]:
-            raise _err(path, f"layer {k} ({cls.__name__}) built parameters {list(layer._param_attrs)}, the file has {desc['params']}")
+            raise _err(path, f"layer {k} ({cls.__name__}) has parameters {list(layer._param_attrs)}, "
+                             f"the file lists {desc['params']}")
+        for attr, meta in metas.items():
+            want = getattr(layer, attr).get_value(borrow=True).shape
+            if tuple(meta["shape"]) != want or meta["dtype"] != desc["dtype"]:
+                raise _err(path, f"parameter 'layers.{k}.{attr}' has shape {tuple(meta['shape'])} {meta['dtype']} "
+                                 f"but a {cls.__name__} with this config has {want} {desc['dtype']}")
         layers.append(layer)
     if model_desc["type"] == "cell":
         model = layers[0]
