@@ -31,21 +31,21 @@ compose with the rules by plain calls::
     updates = rmsprop(clip_global_norm(grads, 5.0), params)
     updates, finite = skip_non_finite(updates, grads)
 
-==============================  ==================================================
-:func:`sgd`                     plain gradient descent
-:func:`momentum`                heavy-ball momentum
-:func:`nesterov_momentum`       Nesterov's accelerated gradient
-:func:`adagrad`                 Duchi et al. (2011)
-:func:`adadelta`                Zeiler (2012)
-:func:`rmsprop`                 Tieleman & Hinton (2012)
-:func:`adam`                    Kingma & Ba (2015)
-:func:`clip_elementwise`        clip each gradient entry to ``[-bound, bound]``
-:func:`clip_norm_per_param`     rescale each gradient to norm at most ``max_norm``
-:func:`clip_global_norm`        rescale all gradients together (Pascanu et al. 2013)
-:func:`all_finite`              one boolean: no NaN or inf anywhere
-:func:`skip_non_finite`         a step with non-finite gradients changes nothing
+===================================  ====================================================
+:func:`sgd`                          plain gradient descent
+:func:`momentum`                     heavy-ball momentum
+:func:`nesterov_momentum`            Nesterov's accelerated gradient
+:func:`adagrad`                      Duchi et al. (2011)
+:func:`adadelta`                     Zeiler (2012)
+:func:`rmsprop`                      Tieleman & Hinton (2012)
+:func:`adam`                         Kingma & Ba (2015)
+:func:`clip_elementwise`             clip each gradient entry to ``[-bound, bound]``
+:func:`clip_norm_per_param`          rescale each gradient to norm at most ``max_norm``
+:func:`clip_global_norm`             rescale all gradients together (Pascanu et al. 2013)
+:func:`all_finite`                   one boolean: no NaN or inf anywhere
+:func:`skip_non_finite`              a step with non-finite gradients changes nothing
 :func:`create_optimization_updates`  the 2014 entry point
-==============================  ==================================================
+===================================  ====================================================
 
 Not to be confused with :func:`theano_lstm.clip_gradient`, which clips the
 gradient *messages* flowing backwards through one tensor inside the graph.
@@ -1064,15 +1064,15 @@ def create_optimization_updates(
 
     Hyper-parameters go to the rules as follows:
 
-    ======================  ==============================================
-    ``"sgd"``               :func:`sgd` (``lr``)
-    ``"momentum"``          :func:`momentum` (``lr``, momentum 0.9)
+    ========================================================================  ===================================================
+    ``"sgd"``                                                                 :func:`sgd` (``lr``)
+    ``"momentum"``                                                            :func:`momentum` (``lr``, momentum 0.9)
     ``"nesterov_momentum"`` :func:`nesterov_momentum` (``lr``, momentum 0.9)
-    ``"adagrad"``           :func:`adagrad` (``lr``, ``eps``)
-    ``"adadelta"``          :func:`adadelta` (``rho``, ``eps``; no ``lr``)
-    ``"rmsprop"``           :func:`rmsprop` (``lr``, ``rho`` as decay, ``eps``)
-    ``"adam"``              :func:`adam` (``lr``, ``eps``, betas 0.9/0.999)
-    ======================  ==============================================
+    ``"adagrad"``                                                             :func:`adagrad` (``lr``, ``eps``)
+    ``"adadelta"``                                                            :func:`adadelta` (``rho``, ``eps``; no ``lr``)
+    ``"rmsprop"``                                                             :func:`rmsprop` (``lr``, ``rho`` as decay, ``eps``)
+    ``"adam"``                                                                :func:`adam` (``lr``, ``eps``, betas 0.9/0.999)
+    ========================================================================  ===================================================
 
     Parameters
     ----------
