@@ -2,9 +2,9 @@
 
 Nothing here is part of the library: command-line helpers, a per-epoch
 progress display (a ``tqdm`` bar when tqdm is installed, plain lines
-otherwise), time-major padding of variable-length sequences, a stopwatch, a
-results table and learning-curve plots (written when matplotlib is installed,
-skipped with a message otherwise).
+otherwise), time-major padding of variable-length sequences, a results table
+and learning-curve plots (written when matplotlib is installed, skipped with a
+message otherwise).
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -23,7 +22,6 @@ __all__ = [
     "positive_float",
     "has_module",
     "EpochProgress",
-    "Stopwatch",
     "pad_batch",
     "minibatches",
     "format_table",
@@ -149,36 +147,6 @@ class EpochProgress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-
-
-class Stopwatch:
-    """Accumulates wall-clock seconds under named keys.
-
-    >>> watch = Stopwatch()
-    >>> with watch("work"):
-    ...     pass
-    >>> sorted(watch.seconds)
-    ['work']
-    """
-
-    def __init__(self):
-        self.seconds: dict[str, float] = {}
-
-    def __call__(self, key: str):
-        return _Lap(self, key)
-
-
-class _Lap:
-    def __init__(self, watch: Stopwatch, key: str):
-        self.watch, self.key = watch, key
-
-    def __enter__(self):
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self.watch.seconds[self.key] = self.watch.seconds.get(self.key, 0.0) + time.perf_counter() - self.start
-        return False
 
 
 # ------------------------------------------------------------------ batching
@@ -317,15 +285,3 @@ def save_learning_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], pa
     plt.close(fig)
     print(f"learning curves written to {path}")
     return path
-
-
-def iter_chunks(items: Iterable, size: int):
-    """Consecutive lists of at most ``size`` items."""
-    chunk = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

@@ -51,7 +51,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
 import reber  # noqa: E402
 
-__all__ = ["MODELS", "long_range_accuracy", "train_model", "main"]
+__all__ = ["MODELS", "long_range_accuracy", "train_model", "format_results", "main"]
 
 #: Model names accepted by ``models=`` / ``--models``.
 MODELS = ("lstm_peephole", "lstm", "elman")
@@ -333,6 +333,8 @@ def format_results(out: dict, target: float = 0.999) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from theano_lstm import optimizers
+
     p = argparse.ArgumentParser(
         description="Train LSTMs (with and without peepholes) and an Elman network on the embedded Reber "
         "grammar and compare their accuracy on the long-range symbol.",
@@ -346,7 +348,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--n-valid", type=_common.positive_int, default=1000, help="validation strings (default %(default)s)")
     p.add_argument("--n-test", type=_common.positive_int, default=1000, help="test strings (default %(default)s)")
     p.add_argument("--batch-size", type=_common.positive_int, default=32, help="default %(default)s")
-    p.add_argument("--optimizer", choices=reber.OPTIMIZERS, default="adam", help="default %(default)s")
+    p.add_argument("--optimizer", choices=optimizers.METHODS, default="adam", help="default %(default)s")
     p.add_argument("--lr", type=_common.positive_float, default=0.01, help="learning rate (default %(default)s)")
     p.add_argument("--forget-bias", type=float, default=1.0, help="initial LSTM forget-gate bias (default %(default)s)")
     p.add_argument("--clip", type=_common.positive_float, default=None, help="global gradient-norm bound (default: none)")

@@ -49,7 +49,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -76,7 +76,11 @@ __all__ = [
     "in_grammar",
     "in_embedded_grammar",
     "build_model",
+    "resolve_mode",
     "Trainer",
+    "sample_words",
+    "step_accuracy",
+    "string_accuracy",
     "main",
 ]
 
@@ -462,9 +466,6 @@ def build_model(cell: str, hidden_size: int, rng=None, peepholes: bool = False, 
     return model
 
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov_momentum", "adagrad", "adadelta", "rmsprop", "adam")
-
-
 def resolve_mode(mode):
     """The compile mode an example uses: ``"auto"`` is ``"jax"`` when jax is installed, else the library default.
 
@@ -501,7 +502,7 @@ class Trainer:
     model : StackedCells
         From :func:`build_model`.
     optimizer : str
-        One of :data:`OPTIMIZERS`.
+        An update rule of :mod:`theano_lstm.optimizers` (one of its ``METHODS``).
     lr : float
         Learning rate (``adadelta``: its multiplier, normally 1).
     clip : float or None
@@ -532,8 +533,8 @@ class Trainer:
 
         from theano_lstm import backend, losses, optimizers
 
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {list(OPTIMIZERS)}")
+        if optimizer not in optimizers.METHODS:
+            raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {list(optimizers.METHODS)}")
         self.model = model
         self.mode = resolve_mode(mode)
         if self.mode in ("jax", "gpu"):
@@ -651,7 +652,7 @@ def main(
     batch_size: int = 16,
     optimizer: str = "sgd",
     lr: float = 1.0,
-    epochs: int = 20,
+    epochs: int = 10,
     min_length: int = 0,
     max_length: int | None = None,
     n_samples: int = 1000,
@@ -764,6 +765,8 @@ def main(
 
 
 def _parser() -> argparse.ArgumentParser:
+    from theano_lstm import optimizers
+
     p = argparse.ArgumentParser(
         description="Train an Elman network on next-symbol prediction for the Reber grammar, then sample "
         "strings from it and report how many the grammar accepts.",
@@ -774,9 +777,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--n-train", type=_common.positive_int, default=1000, help="training strings (default %(default)s)")
     p.add_argument("--n-test", type=_common.positive_int, default=500, help="test strings (default %(default)s)")
     p.add_argument("--batch-size", type=_common.positive_int, default=16, help="default %(default)s")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="default %(default)s")
+    p.add_argument("--optimizer", choices=optimizers.METHODS, default="sgd", help="default %(default)s")
     p.add_argument("--lr", type=_common.positive_float, default=1.0, help="learning rate (default %(default)s)")
-    p.add_argument("--epochs", type=_common.positive_int, default=20, help="default %(default)s")
+    p.add_argument("--epochs", type=_common.positive_int, default=10, help="default %(default)s")
     p.add_argument("--min-length", type=int, default=0, help="shortest string (default: no minimum)")
     p.add_argument("--max-length", type=int, default=None, help="longest string (default: no maximum)")
     p.add_argument("--n-samples", type=_common.positive_int, default=1000, help="strings to sample (default %(default)s)")

@@ -12,6 +12,7 @@ section below.
 
 from __future__ import annotations
 
+import doctest
 import importlib
 import re
 import sys
@@ -44,6 +45,16 @@ def embedded_reber():
 @pytest.fixture(scope="module")
 def common():
     return load_example("_common")
+
+
+# ------------------------------------------------------------ docstrings
+
+
+@pytest.mark.parametrize("name", ["_common", "reber", "embedded_reber"])
+def test_docstring_examples(name):
+    """The examples' doctests (``examples/`` is not on the suite's doctest path)."""
+    result = doctest.testmod(load_example(name), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
 
 
 # ------------------------------------------------------------ _common helpers

@@ -151,8 +151,17 @@ class Cell:
                 getattr(self, attr).set_value(np.asarray(value, dtype=self.dtype))
 
     def get_config(self) -> dict:
-        """Constructor arguments that rebuild this cell's architecture (JSON-able)."""
-        return dict(self._config)
+        """Constructor arguments that rebuild this cell's architecture (JSON-able).
+
+        Activations are reported as they are now (a reassigned activation
+        shows its new name; a custom callable shows as ``"<custom ...>"``).
+        """
+        config = dict(self._config)
+        if "activation" in config:
+            config["activation"] = _activation_config(self.activation)
+        if "gate_activation" in config:  # GRU
+            config["gate_activation"] = _activation_config(self.reset_gate.activation)
+        return config
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._config.items())

@@ -193,6 +193,7 @@ class StackedCells:
         recurrent_dropout=None,
         zoneout=None,
         precompute: bool = True,
+        checkpoint_every: int | None = None,
     ) -> SequenceResult:
         """Run the stack over a time-major sequence with one ``scan``.
 
@@ -236,6 +237,19 @@ class StackedCells:
         precompute : bool, default True
             Compute the first recurrent layer's input projection for all steps
             with one matrix product before the loop.  Same result either way.
+        checkpoint_every : int, optional
+            Memory-bounded BPTT: run the loop in chunks of this many steps
+            (an outer scan over chunks, an inner scan within each) and keep
+            only the chunk-boundary states and the last recurrent layer's
+            output sequence; backpropagation recomputes the rest chunk by
+            chunk.  Peak memory falls roughly from :math:`O(T)` full stack
+            states to :math:`O(T/N + N)`, for about one extra forward pass.
+            The result then has ``outputs``, ``final_states`` and the last
+            recurrent layer's entry of ``layer_outputs``; the other per-step
+            sequences are ``None``.  A sequence whose length is not a multiple
+            is padded internally with masked steps.  Not combined with
+            ``truncate_gradient`` or per-step dropout/zoneout masks, and the
+            input projection is computed inside the loop.
 
         Returns
         -------
@@ -290,6 +304,14 @@ class StackedCells:
 
         rec = [k for k, layer in enumerate(self.layers) if layer.is_recursive]
         first, last = (rec[0], rec[-1]) if rec else (n, n - 1)
+        if checkpoint_every is not None:
+            checkpoint_every = _check_size(checkpoint_every, "checkpoint_every")
+            if truncate_gradient != -1:
+                raise ValueError("checkpoint_every cannot be combined with truncate_gradient")
+            for name, masks in (("dropout", dropout), ("zoneout", zoneout), ("recurrent_dropout", recurrent_dropout)):
+                if any(m is not None and m.ndim == seq_ndim + 1 for m in masks):
+                    raise ValueError(f"checkpoint_every needs per-sequence {name} masks (no time axis)")
+            precompute = False
 
         def flip(v):
             return v[::-1] if go_backwards else v
@@ -327,6 +349,9 @@ class StackedCells:
             head_input = current
             if dropout[first] is not None:
                 head_input = head_input * _time_broadcast(dropout[first], per_step(dropout[first]))
+            n_steps = head_input.shape[0]
+            if checkpoint_every is not None:
+                head_input, mask, n_chunks = _pad_to_chunks(head_input, mask, checkpoint_every, batched)
             add_seq("input", head.input_projection(head_input) if precomputed else head_input)
             if mask is not None:
                 m = pt.neq(mask, 0)
@@ -424,14 +449,31 @@ class StackedCells:
                         new_out[slot] = x
                 return new_out
 
-            results = backend.scan(
-                step,
-                sequences=seqs,
-                outputs_info=outputs_info,
-                non_sequences=nonseqs,
-                truncate_gradient=truncate_gradient,
-                name="StackedCells.scan",
-            )
+            if checkpoint_every is not None:
+                top = self.layers[last]
+                top_slot = out_slots[last] + top.n_states - 1
+                outputs, finals = _checkpointed_scan(
+                    step, seqs, outputs_info, nonseqs, checkpoint_every, n_chunks, top_slot)
+                # padding steps sit at the end of the loop's time, or at its start when reversed
+                outputs = flip(outputs[outputs.shape[0] - n_steps :] if go_backwards else outputs[:n_steps])
+                i = 0
+                for k in core:
+                    layer = self.layers[k]
+                    if isinstance(layer, RecurrentCell):
+                        final_states[k] = layer.pack(finals[i : i + layer.n_states])
+                        i += layer.n_states
+                layer_outputs[last] = outputs
+                current = outputs
+                core = []
+            else:
+                results = backend.scan(
+                    step,
+                    sequences=seqs,
+                    outputs_info=outputs_info,
+                    non_sequences=nonseqs,
+                    truncate_gradient=truncate_gradient,
+                    name="StackedCells.scan",
+                )
             for k in core:
                 layer = self.layers[k]
                 slot = out_slots[k]
@@ -509,6 +551,67 @@ class StackedCells:
 
 def _accepts_int(layer) -> bool:
     return isinstance(layer, Embedding)
+
+
+def _pad_to_chunks(inputs, mask, every: int, batched: bool):
+    """Pad a time-major sequence (and its mask) with masked steps to a multiple of ``every``.
+
+    Returns ``(inputs, mask, n_chunks)``; the mask is created (all valid) when
+    padding is needed and none was given.  No padding when the static length
+    is already a multiple.
+    """
+    length = inputs.type.shape[0]
+    if length is not None:
+        n_chunks = -(-length // every)
+        pad = n_chunks * every - length
+        if pad == 0:
+            return inputs, mask, n_chunks
+    else:
+        n_chunks = (inputs.shape[0] + every - 1) // every
+        pad = n_chunks * every - inputs.shape[0]
+    if mask is None:
+        mask = pt.ones(inputs.shape[:2] if batched else inputs.shape[:1], dtype=inputs.dtype)
+    zeros = pt.zeros((pad,) + tuple(inputs.shape[1:]), dtype=inputs.dtype)
+    inputs = pt.concatenate([inputs, zeros], axis=0)
+    mask = pt.concatenate([mask, pt.zeros((pad,) + tuple(mask.shape[1:]), dtype=mask.dtype)], axis=0)
+    return inputs, mask, n_chunks
+
+
+def _checkpointed_scan(step, seqs, outputs_info, nonseqs, every, n_chunks, top_slot):
+    """Run ``step`` as an outer scan over chunks of ``every`` steps with an inner scan per chunk.
+
+    Only the chunk-boundary carried states and the ``top_slot`` output are
+    outputs of the outer loop, so backpropagation stores those and recomputes
+    each chunk's inner loop.  Returns ``(top output sequence, final carried states)``.
+    """
+    def tail(v):  # trailing shape, static lengths kept (a broadcastable 1 must stay one)
+        return tuple(st if st is not None else v.shape[i] for i, st in enumerate(v.type.shape) if i > 0)
+
+    chunked = [s.reshape((n_chunks, every) + tail(s), ndim=s.ndim + 1) for s in seqs]
+    carried = [k for k, v in enumerate(outputs_info) if v is not None]
+    n_seq, n_carried = len(chunked), len(carried)
+
+    def chunk_step(*args):
+        chunk_seqs = args[:n_seq]
+        prev = args[n_seq : n_seq + n_carried]
+        inner_nonseqs = args[n_seq + n_carried :]
+        inits = [None] * len(outputs_info)
+        for k, v in zip(carried, prev):
+            inits[k] = v
+        inner = backend.scan(step, sequences=chunk_seqs, outputs_info=inits, non_sequences=inner_nonseqs,
+                             name="StackedCells.scan.chunk")
+        return [inner[top_slot]] + [inner[k][-1] for k in carried]
+
+    results = backend.scan(
+        chunk_step,
+        sequences=chunked,
+        outputs_info=[None] + [outputs_info[k] for k in carried],
+        non_sequences=nonseqs,
+        name="StackedCells.scan.checkpointed",
+    )
+    top = results[0]
+    top = top.reshape((top.shape[0] * top.shape[1],) + tail(top)[1:], ndim=top.ndim - 1)
+    return top, [r[-1] for r in results[1:]]
 
 
 def _time_broadcast(m, per_step):
