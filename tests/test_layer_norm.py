@@ -207,7 +207,8 @@ def loop_forward(model, xs):
     x = pt.matrix()
     prev = [pt.matrix() if layer.is_recursive else None for layer in model.layers]
     step = backend.function([x] + [p for p in prev if p is not None], model.forward(x, prev_hiddens=prev))
-    state = [np.zeros((xs.shape[1], layer.state_size)) if p is not None else None for layer, p in zip(model.layers, prev)]
+    state = [np.zeros((xs.shape[1], layer.state_size)) if p is not None else None
+             for layer, p in zip(model.layers, prev)]
     history = []
     for t in range(xs.shape[0]):
         new = step(xs[t], *[s for s in state if s is not None])

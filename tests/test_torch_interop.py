@@ -194,7 +194,7 @@ def test_bad_state_dicts_raise_and_leave_the_model_unchanged():
     with pytest.raises(ValueError, match=r"weight_hh_l1 has shape \(24, 4\) but layer 1 \(LSTM, input_size=6, "
                                          r"hidden_size=6\) needs \(24, 6\)"):
         from_torch_state_dict(model, bad)
-    with pytest.raises(TypeError, match=r"state_dict\['bias_ih_l1'\] must hold floating-point numbers, received dtype <U1"):
+    with pytest.raises(TypeError, match=r"state_dict\['bias_ih_l1'\] must hold floating-point numbers, received dtype"):
         from_torch_state_dict(model, dict(good, bias_ih_l1=np.array(["a"] * 24)))
     with pytest.raises(TypeError, match="state_dict must be a mapping of names to tensors, received list"):
         from_torch_state_dict(model, list(good.values()))

@@ -5,8 +5,9 @@ The 2014 ``theano_lstm`` API (``StackedCells``, ``LSTM``, ``Layer``,
 ``masked_loss``, ``MultiDropout``) on a modern, tested core.
 """
 
-from . import backend, dropout, init, io, losses, optimizers, sampling
+from . import backend, dropout, init, io, losses, optimizers, sampling, torch_interop
 from .backend import clip_gradient, get_mode, set_default_mode, use_float32
+from .layer_norm import LayerNormGRU, LayerNormLSTM
 from .layers import GRU, LSTM, RNN, Embedding, GatedInput, Gate, Layer, split_lstm_state
 from .dropout import Dropout, MultiDropout, dropout_masks
 from .losses import binary_crossentropy, categorical_crossentropy, masked_loss, squared_error
@@ -24,6 +25,8 @@ __all__ = [
     "LSTM",
     "GRU",
     "GatedInput",
+    "LayerNormLSTM",
+    "LayerNormGRU",
     "Gate",
     "StackedCells",
     "SequenceResult",

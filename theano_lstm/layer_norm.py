@@ -234,8 +234,8 @@ class LayerNormLSTM(_LayerNormCell):
     --------
     >>> import numpy as np
     >>> cell = LayerNormLSTM(3, 2, rng=0)
-    >>> [p.name for p in cell.params][3:]
-    ['LayerNormLSTM.input_gain', 'LayerNormLSTM.recurrent_gain', 'LayerNormLSTM.recurrent_bias', 'LayerNormLSTM.cell_gain', 'LayerNormLSTM.cell_bias']
+    >>> [p.name.split(".")[1] for p in cell.params][3:]
+    ['input_gain', 'recurrent_gain', 'recurrent_bias', 'cell_gain', 'cell_bias']
     >>> cell.activate(np.ones((5, 3)), np.zeros((5, 4))).eval().shape
     (5, 4)
     """
@@ -455,7 +455,9 @@ class LayerNormGRU(_LayerNormCell):
         return [U[:, : 2 * H], U[:, 2 * H :]] + tail
 
     def step(self, xw, states, weights=None, h_mask=None):
-        r"""One step: ``xw`` ``(..., 3 * hidden_size)`` (:meth:`input_projection`), ``states`` ``(h,)``; returns ``(h_t,)``.
+        r"""One step: ``xw`` ``(..., 3 * hidden_size)`` (:meth:`input_projection`), ``states`` ``(h,)``.
+
+        Returns ``(h_t,)``.
 
         ``h_mask`` multiplies :math:`h_{t-1}` inside the recurrent products
         only; the interpolation :math:`z_t \odot h_{t-1}` uses the unmasked

@@ -164,7 +164,7 @@ class Cell:
         return config
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._config.items())
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
 
 
@@ -420,7 +420,8 @@ class RecurrentCell(Cell):
 
     # --------------------------------------------------------- computation
     def projection_weights(self) -> list:
-        """``[linear_matrix, bias_matrix]``: the weights :meth:`input_projection` reads."""
+        """The weights :meth:`input_projection` reads (``[linear_matrix, bias_matrix]`` here;
+        a subclass may read others, and the runner passes exactly this list)."""
         return [self.linear_matrix, self.bias_matrix]
 
     def recurrent_weights(self) -> list:

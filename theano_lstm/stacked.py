@@ -427,8 +427,9 @@ class StackedCells:
                         if k == first and precomputed:
                             xw, rw = x, ws
                         else:
-                            xw = layer.input_projection(x, ws[:2])
-                            rw = ws[2:]
+                            n_proj = len(layer.projection_weights())
+                            xw = layer.input_projection(x, ws[:n_proj])
+                            rw = ws[n_proj:]
                         new = layer.step(xw, prev, rw, h_mask=get_mask("recurrent_dropout", k))
                         zo = get_mask("zoneout", k)
                         if zo is not None:

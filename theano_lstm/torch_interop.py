@@ -320,7 +320,9 @@ def to_torch_state_dict(model, *, as_numpy: bool = False, prefix: str = "", cell
     if not isinstance(prefix, str):
         raise TypeError(f"prefix must be a str, received {type(prefix).__name__}")
     if cell_style and len(cells) != 1:
-        raise ValueError(f"cell_style=True writes nn.LSTMCell/nn.GRUCell keys for a single cell; this model has {len(cells)} layers")
+        raise ValueError(
+            f"cell_style=True writes nn.LSTMCell/nn.GRUCell keys for a single cell; this model has {len(cells)} layers"
+        )
     out = OrderedDict()
     for k, cell in enumerate(cells):
         w_ih, w_hh, b_ih, b_hh = _key_names(k, cell_style)
