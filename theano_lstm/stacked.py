@@ -249,7 +249,9 @@ class StackedCells:
             sequences are ``None``.  A sequence whose length is not a multiple
             is padded internally with masked steps.  Not combined with
             ``truncate_gradient`` or per-step dropout/zoneout masks, and the
-            input projection is computed inside the loop.
+            input projection is computed inside the loop.  Compiling the
+            gradient of the nested loop takes noticeably longer than for the
+            plain runner (tens of seconds for a 2-layer stack).
 
         Returns
         -------
