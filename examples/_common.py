@@ -20,6 +20,8 @@ __all__ = [
     "add_common_arguments",
     "positive_int",
     "positive_float",
+    "clip_bound",
+    "resolve_mode",
     "has_module",
     "EpochProgress",
     "pad_batch",
@@ -59,17 +61,25 @@ def positive_float(text: str) -> float:
     return value
 
 
-def add_common_arguments(parser: argparse.ArgumentParser, plot_default: str | None = None) -> None:
-    """Add ``--seed``, ``--mode``, ``--plot`` and ``--quiet`` to ``parser``."""
+def add_common_arguments(parser: argparse.ArgumentParser, plot_default: str | None = None,
+                         mode_default: str | None = None) -> None:
+    """Add ``--seed``, ``--mode``, ``--plot`` and ``--quiet`` to ``parser``.
+
+    ``plot_default`` is the default of ``--plot`` (no plot unless asked).
+    ``mode_default="auto"`` adds the choice ``auto`` (jax when installed,
+    else the library default, see :func:`resolve_mode`) and makes it the
+    default; ``None`` leaves the library default.
+    """
     from theano_lstm import backend
 
     parser.add_argument("--seed", type=int, default=0, help="seed of every random draw (data, initial weights); default %(default)s")
-    parser.add_argument(
-        "--mode",
-        choices=backend.MODE_NAMES,
-        default=None,
-        help="compile mode (default: the library default, %r); 'jax' needs jax installed" % backend.get_default_mode(),
-    )
+    choices = list(backend.MODE_NAMES)
+    if mode_default == "auto":
+        choices = ["auto"] + choices
+        text = "compile mode (default auto: jax when installed, else the library default %r)" % backend.get_default_mode()
+    else:
+        text = "compile mode (default: the library default, %r)" % backend.get_default_mode()
+    parser.add_argument("--mode", choices=choices, default=mode_default, help=text + "; 'jax' needs jax installed")
     parser.add_argument(
         "--plot",
         metavar="PATH",
@@ -77,6 +87,33 @@ def add_common_arguments(parser: argparse.ArgumentParser, plot_default: str | No
         help="write a learning-curve PNG there (needs matplotlib; skipped otherwise)",
     )
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress output")
+
+
+def resolve_mode(mode):
+    """The compile mode an example uses.
+
+    ``"auto"`` is ``"jax"`` when jax is installed (much faster to compile
+    and run than the C backend for the examples' small recurrent models),
+    else the library default; ``None`` is the library default
+    (:func:`theano_lstm.backend.get_default_mode`); anything else is
+    returned as is.
+    """
+    from theano_lstm import backend
+
+    if mode == "auto":
+        return "jax" if has_module("jax") else backend.get_default_mode()
+    return backend.get_default_mode() if mode is None else mode
+
+
+def clip_bound(text: str) -> float | None:
+    """``argparse`` type: a gradient-norm bound > 0, or 0 for none (``None``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, received {text!r}") from None
+    if not (np.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 (0: no clipping), received {value}")
+    return value or None
 
 
 # ----------------------------------------------------------------- progress
@@ -261,6 +298,7 @@ def save_learning_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], pa
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     metrics: list[str] = []
     for run in curves.values():
@@ -276,6 +314,9 @@ def save_learning_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], pa
                 ax.plot(np.arange(1, len(values) + 1), values, marker=".", label=name)
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if "loss" in metric and all(min(run.get(metric) or [1.0]) > 0 for run in curves.values()):
+            ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
         ax.legend()
     if title:

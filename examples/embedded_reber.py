@@ -1,4 +1,4 @@
-"""Embedded Reber grammar: an LSTM remembers, an Elman network forgets.
+"""Embedded Reber grammar: long-range memory in LSTMs and in an Elman network.
 
 Every embedded Reber string is ``B``, then ``T`` or ``P``, then a whole Reber
 string, then the *same* ``T`` or ``P``, then ``E`` (see ``reber.py``).  A
@@ -7,7 +7,8 @@ come next (seven sigmoid units, multi-hot targets).  Everything is local
 except the second-to-last symbol: to know it, the network must remember the
 second symbol across the whole inner string.
 
-This script trains three one-layer networks on the same strings:
+This script trains three one-layer networks with the same recipe on the same
+strings:
 
 * an LSTM with peephole connections (Gers, Schraudolph & Schmidhuber 2002),
 * an LSTM without them,
@@ -22,13 +23,36 @@ exactly the right symbol.  Two readings are reported:
 ``thresholded``
     the set of outputs above 0.5 is exactly the right symbol.
 
-An LSTM stops early once both have reached the target (99.9 % by default)
-on a separate validation set at two consecutive epochs (``--patience``); the
-Elman network trains for ``--elman-epochs``.
+A model stops training once every one of 1,000 validation strings is right
+(both readings) at two consecutive epochs, or after ``--max-epochs``.
 
 Run ``python examples/embedded_reber.py`` (``--help`` for options).  By
 default it compiles with JAX when jax is installed (``--mode auto``), which is
 much faster here than the library's default C backend; ``--mode c`` uses that.
+
+Notes
+-----
+Defaults, tuned on 2 CPU cores in JAX mode: plain SGD with learning rate 1 on
+the mean cross-entropy per symbol, minibatches of 16 strings, 2,000 training
+strings of at least 12 symbols, 32 hidden units, forget-gate bias 2, all
+gradients clipped jointly to norm 1, at most 40 epochs per model.  Over seeds
+0-19, both LSTMs reached 100 % on the test strings every time (4 to 17
+epochs).  The Elman network, with the same recipe and budget, stayed near
+chance (47-53 %) for 14 seeds, reached 72 % for one and 100 % for five, late
+(24 to 40 epochs).  So the Elman network is not incapable of the task; it
+finds the dependency rarely and slowly, where the LSTM finds it every time.
+
+Two choices matter for an honest comparison:
+
+* **String length.**  In the grammar's own length distribution
+  (``--min-length 0``) half of the strings are shorter than 12 symbols, with
+  as few as 5 symbols to bridge; trained on those, the Elman network learns
+  the dependency too (100 % within about 7 epochs, 3 seeds of 3).  From 12
+  symbols on, at least 8 steps must be bridged.
+* **Gradient clipping.**  Without it, SGD at this learning rate makes the Elman
+  network's gradients explode after a few epochs and its accuracy falls
+  *below* chance, which says nothing about memory.  The clipping is applied
+  to every model.
 
 References
 ----------
@@ -36,6 +60,8 @@ S. Hochreiter, J. Schmidhuber, "Long short-term memory", Neural Computation
 9(8), 1997.
 F. Gers, N. Schraudolph, J. Schmidhuber, "Learning precise timing with LSTM
 recurrent networks", JMLR 3, 2002.
+R. Pascanu, T. Mikolov, Y. Bengio, "On the difficulty of training recurrent
+neural networks", ICML 2013.
 """
 
 from __future__ import annotations
@@ -123,7 +149,7 @@ def train_model(
     forget_bias: float,
     batch_size: int,
     max_epochs: int,
-    target: float | None,
+    stop_accuracy: float | None,
     clip: float | None,
     mode,
     rng: np.random.Generator,
@@ -132,9 +158,29 @@ def train_model(
 ) -> dict:
     """Build, compile and train one model; evaluate it on the test strings.
 
-    Training stops once both validation accuracies have reached ``target``
-    (a fraction) at ``patience`` consecutive epochs (``target=None``: train
-    ``max_epochs``).  Returns a dict of measured results (see :func:`main`).
+    Parameters
+    ----------
+    name : str
+        One of :data:`MODELS`.
+    data : dict
+        ``{"train" | "valid" | "test": (words, inputs, targets)}``.
+    hidden_size, optimizer, lr, forget_bias, batch_size, clip, mode
+        As for :func:`main`.
+    max_epochs : int
+        Most epochs.
+    stop_accuracy : float or None
+        Training stops once both validation accuracies have reached
+        ``stop_accuracy`` at ``patience`` consecutive epochs (``None``: train
+        ``max_epochs``).
+    rng : numpy.random.Generator
+        Initial weights and minibatch order.
+    patience : int
+    verbose : bool
+
+    Returns
+    -------
+    dict
+        One entry of ``main(...)["results"]``.
     """
     start = time.perf_counter()
     spec = _SPEC[name]
@@ -155,8 +201,9 @@ def train_model(
             curve["valid accuracy"].append(acc)
             curve["valid thresholded"].append(strict)
             progress.update(epoch, loss=loss, valid_acc=acc, valid_thr=strict)
-            streak = streak + 1 if target is not None and acc >= target and strict >= target else 0
-            if target is not None and streak >= patience:
+            met = stop_accuracy is not None and acc >= stop_accuracy and strict >= stop_accuracy
+            streak = streak + 1 if met else 0
+            if stop_accuracy is not None and streak >= patience:
                 reached = True
                 break
     finally:
@@ -184,16 +231,16 @@ def main(
     n_train: int = 2000,
     n_valid: int = 1000,
     n_test: int = 1000,
-    batch_size: int = 32,
-    optimizer: str = "adam",
-    lr: float = 0.01,
-    forget_bias: float = 1.0,
-    clip: float | None = None,
-    max_epochs: int = 60,
-    elman_epochs: int = 10,
+    batch_size: int = 16,
+    optimizer: str = "sgd",
+    lr: float = 1.0,
+    forget_bias: float = 2.0,
+    clip: float | None = 1.0,
+    max_epochs: int = 40,
     target: float = 0.999,
+    stop_accuracy: float = 1.0,
     patience: int = 2,
-    min_length: int = 0,
+    min_length: int = 12,
     max_length: int | None = None,
     seed: int = 0,
     mode="auto",
@@ -220,20 +267,33 @@ def main(
     lr : float
         Learning rate.
     forget_bias : float
-        Initial forget-gate bias of the LSTMs.
-    clip : float, optional
-        Global gradient-norm bound (none by default).
+        Initial forget-gate bias of the LSTMs.  At 2 a fresh forget gate keeps
+        about 88 % of the cell per step, enough of a path for the gradient to
+        find the long-range dependency early; at 1 (73 %) one LSTM in 20
+        seeds did not find it within 40 epochs.
+    clip : float or None
+        Rescale all gradients jointly to this global norm at most
+        (:func:`theano_lstm.optimizers.clip_global_norm`); ``None`` for none.
+        Without it, plain SGD at ``lr=1`` makes the Elman network diverge.
     max_epochs : int
-        Most epochs for an LSTM (it stops earlier once ``target`` is reached).
-    elman_epochs : int
-        Epochs for the Elman network (it never stops early unless it reaches ``target``).
+        Most epochs per model; every model gets the same budget and stops
+        earlier once it meets ``stop_accuracy`` (the Elman network normally
+        never does).
     target : float
-        Long-range accuracy, on the validation strings, at which an LSTM stops.
+        The test accuracy (both readings) a model must reach; reported as
+        "target met" in the results table.
+    stop_accuracy : float
+        Validation accuracy (both readings) at which an LSTM stops training.
+        The default 1.0 (every validation string right) rather than ``target``:
+        a model that has just crossed 99.9 % on the validation strings often
+        still misses a few long test strings.
     patience : int
-        Consecutive epochs at or above ``target`` (both readings) before stopping.
-    min_length, max_length : int
-        Range of string lengths (``B`` and ``E`` included); by default the
-        grammar's own length distribution.
+        Consecutive epochs at or above ``stop_accuracy`` before stopping.
+    min_length, max_length : int or None
+        Range of string lengths (``B`` and ``E`` included).  The default 12
+        puts at least 8 symbols (the inner Reber string) between the second
+        symbol and its repetition (see the module notes); ``0`` and ``None``
+        give the grammar's own length distribution.
     seed : int
         Seeds data and initial weights.
     mode : str or None
@@ -253,7 +313,12 @@ def main(
         ``epochs``, ``stopped_early``, ``wall_seconds`` (build, compile,
         train and evaluate), ``compile_seconds``, ``train_seconds``,
         ``predict_seconds`` and the per-epoch ``curve``; plus ``"mode"``,
-        ``"seed"``, ``"n_test"`` and ``"total_seconds"``.
+        ``"seed"``, ``"n_test"``, ``"target"`` and ``"total_seconds"``.
+
+    Notes
+    -----
+    Sets ``pytensor.config.floatX = "float32"`` (:func:`theano_lstm.use_float32`)
+    for the rest of the process.
     """
     import theano_lstm as tl
 
@@ -263,13 +328,14 @@ def main(
         raise ValueError(f"models must be a non-empty list from {list(MODELS)}, received {list(models)}")
     for name, value in (("hidden_size", hidden_size), ("n_train", n_train), ("n_valid", n_valid),
                         ("n_test", n_test), ("batch_size", batch_size), ("max_epochs", max_epochs),
-                        ("elman_epochs", elman_epochs), ("patience", patience)):
+                        ("patience", patience)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
             raise ValueError(f"{name} must be a positive int, received {value!r}")
-    if not 0 < target <= 1:
-        raise ValueError(f"target must be a fraction in (0, 1], received {target}")
+    for name, value in (("target", target), ("stop_accuracy", stop_accuracy)):
+        if not 0 < value <= 1:
+            raise ValueError(f"{name} must be a fraction in (0, 1], received {value}")
     tl.use_float32()
-    mode = reber.resolve_mode(mode)
+    mode = _common.resolve_mode(mode)
     streams = np.random.SeedSequence(seed).spawn(3 + len(MODELS))
     data = {
         part: _dataset(n, np.random.default_rng(s), min_length, max_length)
@@ -291,8 +357,8 @@ def main(
             lr=lr,
             forget_bias=forget_bias,
             batch_size=batch_size,
-            max_epochs=elman_epochs if is_elman else max_epochs,
-            target=target,
+            max_epochs=max_epochs,
+            stop_accuracy=stop_accuracy,
             clip=clip,
             mode=mode,
             rng=rng,
@@ -304,17 +370,18 @@ def main(
             print(f"{name}: long-range accuracy {100 * res['accuracy']:.1f} % "
                   f"(thresholded {100 * res['thresholded_accuracy']:.1f} %) on {n_test} test strings "
                   f"after {res['epochs']} epochs, {res['wall_seconds']:.1f} s")
-    out = {"results": results, "mode": mode, "seed": seed, "n_test": n_test,
+    out = {"results": results, "mode": mode, "seed": seed, "n_test": n_test, "target": target,
            "total_seconds": time.perf_counter() - start}
     if verbose:
         print()
-        print(format_results(out, target))
+        print(format_results(out))
     _common.save_learning_curves({r["model"]: r["curve"] for r in results}, plot, title="embedded Reber")
     return out
 
 
-def format_results(out: dict, target: float = 0.999) -> str:
+def format_results(out: dict) -> str:
     """The results of :func:`main` as a table."""
+    target = out["target"]
     rows = []
     for r in out["results"]:
         rows.append({
@@ -339,25 +406,26 @@ def _parser() -> argparse.ArgumentParser:
         description="Train LSTMs (with and without peepholes) and an Elman network on the embedded Reber "
         "grammar and compare their accuracy on the long-range symbol.",
     )
-    _common.add_common_arguments(p)
-    p.set_defaults(mode="auto")
+    _common.add_common_arguments(p, mode_default="auto")
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="models to train (default: all)")
     p.add_argument("--hidden-size", type=_common.positive_int, default=32, help="LSTM hidden units (default %(default)s)")
     p.add_argument("--elman-hidden-size", type=_common.positive_int, default=None, help="Elman hidden units (default: --hidden-size)")
     p.add_argument("--n-train", type=_common.positive_int, default=2000, help="training strings (default %(default)s)")
     p.add_argument("--n-valid", type=_common.positive_int, default=1000, help="validation strings (default %(default)s)")
     p.add_argument("--n-test", type=_common.positive_int, default=1000, help="test strings (default %(default)s)")
-    p.add_argument("--batch-size", type=_common.positive_int, default=32, help="default %(default)s")
-    p.add_argument("--optimizer", choices=optimizers.METHODS, default="adam", help="default %(default)s")
-    p.add_argument("--lr", type=_common.positive_float, default=0.01, help="learning rate (default %(default)s)")
-    p.add_argument("--forget-bias", type=float, default=1.0, help="initial LSTM forget-gate bias (default %(default)s)")
-    p.add_argument("--clip", type=_common.positive_float, default=None, help="global gradient-norm bound (default: none)")
-    p.add_argument("--max-epochs", type=_common.positive_int, default=60, help="most LSTM epochs (default %(default)s)")
-    p.add_argument("--elman-epochs", type=_common.positive_int, default=10, help="Elman epochs (default %(default)s)")
-    p.add_argument("--target", type=float, default=0.999, help="validation accuracy at which an LSTM stops (default %(default)s)")
+    p.add_argument("--batch-size", type=_common.positive_int, default=16, help="default %(default)s")
+    p.add_argument("--optimizer", choices=optimizers.METHODS, default="sgd", help="default %(default)s")
+    p.add_argument("--lr", type=_common.positive_float, default=1.0, help="learning rate (default %(default)s)")
+    p.add_argument("--forget-bias", type=float, default=2.0, help="initial LSTM forget-gate bias (default %(default)s)")
+    p.add_argument("--clip", type=_common.clip_bound, default=1.0,
+                   help="clip all gradients jointly to this norm; 0 for no clipping (default %(default)s)")
+    p.add_argument("--max-epochs", type=_common.positive_int, default=40, help="most epochs per model (default %(default)s)")
+    p.add_argument("--target", type=float, default=0.999, help="test accuracy a model must reach (default %(default)s)")
+    p.add_argument("--stop-accuracy", type=float, default=1.0,
+                   help="validation accuracy at which a model stops training (default %(default)s)")
     p.add_argument("--patience", type=_common.positive_int, default=2,
-                   help="consecutive epochs at --target before an LSTM stops (default %(default)s)")
-    p.add_argument("--min-length", type=int, default=0, help="shortest string (default: no minimum)")
+                   help="consecutive epochs at --stop-accuracy before a model stops (default %(default)s)")
+    p.add_argument("--min-length", type=int, default=12, help="shortest string, B and E included (default %(default)s)")
     p.add_argument("--max-length", type=int, default=None, help="longest string (default: no maximum)")
     return p
 
@@ -379,8 +447,8 @@ def cli(argv=None) -> dict:
         forget_bias=args.forget_bias,
         clip=args.clip,
         max_epochs=args.max_epochs,
-        elman_epochs=args.elman_epochs,
         target=args.target,
+        stop_accuracy=args.stop_accuracy,
         patience=args.patience,
         min_length=args.min_length,
         max_length=args.max_length,

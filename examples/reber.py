@@ -76,7 +76,6 @@ __all__ = [
     "in_grammar",
     "in_embedded_grammar",
     "build_model",
-    "resolve_mode",
     "Trainer",
     "sample_words",
     "step_accuracy",
@@ -466,20 +465,8 @@ def build_model(cell: str, hidden_size: int, rng=None, peepholes: bool = False, 
     return model
 
 
-def resolve_mode(mode):
-    """The compile mode an example uses: ``"auto"`` is ``"jax"`` when jax is installed, else the library default.
-
-    ``None`` is the library default (:func:`theano_lstm.backend.get_default_mode`).
-    """
-    from theano_lstm import backend
-
-    if mode == "auto":
-        return "jax" if _common.has_module("jax") else backend.get_default_mode()
-    return backend.get_default_mode() if mode is None else mode
-
-
 def _quiet_jax_warnings() -> None:
-    """Silence three harmless warnings PyTensor's JAX backend prints at every compile."""
+    """Silence two kinds of harmless warnings PyTensor's JAX backend prints at every compile."""
     import warnings
 
     warnings.filterwarnings("ignore", message="Skipping Assert", category=UserWarning)
@@ -501,14 +488,14 @@ class Trainer:
     ----------
     model : StackedCells
         From :func:`build_model`.
-    optimizer : str
+    optimizer : str, default "sgd"
         An update rule of :mod:`theano_lstm.optimizers` (one of its ``METHODS``).
-    lr : float
+    lr : float, default 1.0
         Learning rate (``adadelta``: its multiplier, normally 1).
     clip : float or None
         Rescale the gradients jointly to a global norm of at most ``clip``.
     mode : str, optional
-        Compile mode (see :func:`resolve_mode`).
+        Compile mode (see ``_common.resolve_mode``).
     pad_length : int, optional
         With static shapes (JAX), pad every batch to this many steps so that
         one function serves all batches (default: each call's longest
@@ -526,7 +513,7 @@ class Trainer:
         every batch is padded to a fixed length and batch size.
     """
 
-    def __init__(self, model, optimizer: str = "adam", lr: float = 0.01, clip: float | None = None, mode=None,
+    def __init__(self, model, optimizer: str = "sgd", lr: float = 1.0, clip: float | None = None, mode=None,
                  pad_length: int | None = None):
         import pytensor
         import pytensor.tensor as pt
@@ -536,7 +523,7 @@ class Trainer:
         if optimizer not in optimizers.METHODS:
             raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {list(optimizers.METHODS)}")
         self.model = model
-        self.mode = resolve_mode(mode)
+        self.mode = _common.resolve_mode(mode)
         if self.mode in ("jax", "gpu"):
             _quiet_jax_warnings()
         self.pad_length = pad_length
@@ -588,7 +575,9 @@ class Trainer:
             y, _ = _common.pad_batch([targets[i] for i in idx], length, size)
             cost = float(np.asarray(self._call(self._train, "train", x, y, m)))
             if not np.isfinite(cost):
-                raise FloatingPointError("the training loss is not finite; lower the learning rate or use --clip")
+                raise FloatingPointError(
+                    f"the training loss is {cost}; lower the learning rate or clip the gradients (clip=...)"
+                )
             n = float(m.sum())
             total += cost * n
             steps += n
@@ -639,7 +628,7 @@ def sample_words(model, n_samples: int, max_steps: int = 50, temperature: float 
     """
     from theano_lstm.sampling import Sampler
 
-    sampler = Sampler(model, mode=resolve_mode(mode), seed=seed)
+    sampler = Sampler(model, mode=_common.resolve_mode(mode), seed=seed)
     out = sampler.generate(max_steps, prime=[_INDEX["B"]], n_samples=n_samples, stop_symbol=_INDEX["E"],
                            temperature=temperature)
     return ["B" + sequence_to_word(tokens[:length]) for tokens, length in zip(out.tokens, out.lengths)]
@@ -703,6 +692,11 @@ def main(
         accepts), ``samples`` (a few sampled strings), ``epochs``,
         ``compile_seconds``, ``train_seconds``, ``wall_seconds``, ``curve``
         and ``mode``.
+
+    Notes
+    -----
+    Sets ``pytensor.config.floatX = "float32"`` (:func:`theano_lstm.use_float32`)
+    for the rest of the process.
     """
     import theano_lstm as tl
 
@@ -712,7 +706,7 @@ def main(
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
             raise ValueError(f"{name} must be a positive int, received {value!r}")
     tl.use_float32()
-    mode = resolve_mode(mode)
+    mode = _common.resolve_mode(mode)
     data_seed, test_seed, model_seed, train_seed, sample_seed = np.random.SeedSequence(seed).spawn(5)
     train = get_n_examples(n_train, min_length, np.random.default_rng(data_seed), max_length)
     test = get_n_examples(n_test, min_length, np.random.default_rng(test_seed), max_length)
@@ -771,8 +765,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Train an Elman network on next-symbol prediction for the Reber grammar, then sample "
         "strings from it and report how many the grammar accepts.",
     )
-    _common.add_common_arguments(p)
-    p.set_defaults(mode="auto")
+    _common.add_common_arguments(p, mode_default="auto")
     p.add_argument("--hidden-size", type=_common.positive_int, default=12, help="default %(default)s")
     p.add_argument("--n-train", type=_common.positive_int, default=1000, help="training strings (default %(default)s)")
     p.add_argument("--n-test", type=_common.positive_int, default=500, help="test strings (default %(default)s)")
