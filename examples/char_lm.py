@@ -99,7 +99,6 @@ __all__ = [
     "build_model",
     "CharTrainer",
     "generate_text",
-    "resolve_mode",
     "main",
     "cli",
 ]
@@ -413,18 +412,6 @@ def build_model(vocabulary_size: int, embedding_size: int = 32, hidden_size: int
     return model
 
 
-def resolve_mode(mode):
-    """The compile mode to use: ``"auto"`` is ``"jax"`` when jax is installed, else the library default.
-
-    ``None`` is the library default (:func:`theano_lstm.backend.get_default_mode`).
-    """
-    from theano_lstm import backend
-
-    if mode == "auto":
-        return "jax" if _common.has_module("jax") else backend.get_default_mode()
-    return backend.get_default_mode() if mode is None else mode
-
-
 def _quiet_jax_warnings() -> None:
     """Silence harmless warnings PyTensor's JAX backend prints at every compile."""
     import warnings
@@ -466,7 +453,7 @@ class CharTrainer:
         drawn outside the scan by :func:`theano_lstm.dropout.dropout_masks`;
         inverted, so evaluation uses no mask).  0 for none.
     mode : str, optional
-        Compile mode (see :func:`resolve_mode`).
+        Compile mode (see :func:`_common.resolve_mode`).
     seed : int, optional
         Seed of the dropout masks.
 
@@ -492,7 +479,7 @@ class CharTrainer:
         from theano_lstm.layers import RecurrentCell
 
         self.model = model
-        self.mode = resolve_mode(mode)
+        self.mode = _common.resolve_mode(mode)
         if self.mode in ("jax", "gpu"):
             _quiet_jax_warnings()
         self.seconds = {"compile": 0.0, "train": 0.0, "evaluate": 0.0}
@@ -719,7 +706,7 @@ def main(
     if not (np.isfinite(temperature) and temperature >= 0):
         raise ValueError(f"temperature must be a number >= 0, received {temperature!r}")
     tl.use_float32()
-    mode = resolve_mode(mode)
+    mode = _common.resolve_mode(mode)
     if text is None:
         text = load_text(corpus, max_chars)
         source = corpus
@@ -816,30 +803,13 @@ def format_results(out: dict) -> str:
     return head + "\n" + _common.format_table(rows)
 
 
-def _accept_auto_mode(parser: argparse.ArgumentParser) -> None:
-    """Make ``--mode`` default to ``"auto"`` and accept it on the command line.
-
-    ``_common.add_common_arguments`` offers only the library's mode names and
-    documents the library default; this example defaults to ``"auto"``.
-    """
-    from theano_lstm import backend
-
-    for action in parser._actions:  # argparse has no public way to edit an added argument
-        if action.dest == "mode":
-            action.choices = ("auto",) + tuple(backend.MODE_NAMES)
-            action.default = "auto"
-            action.help = ("compile mode: 'auto' (default) is 'jax' when jax is installed, else the library "
-                           f"default ({backend.get_default_mode()!r})")
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Train a character-level language model (Embedding, two GRU or LSTM layers, linear head) "
         "with truncated backpropagation through time; report validation bits per character against "
         "unigram and bigram baselines and print generated text.",
     )
-    _common.add_common_arguments(p)
-    _accept_auto_mode(p)
+    _common.add_common_arguments(p, mode_default="auto")
     p.add_argument("--corpus", choices=CORPORA, default="anthology",
                    help="anthology: 40 KB of public-domain texts shipped with the package; pydoc: 465 KB of "
                    "Python documentation from the standard library (default %(default)s)")

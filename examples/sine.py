@@ -63,7 +63,6 @@ __all__ = [
     "build_model",
     "SineTrainer",
     "plot_predictions",
-    "resolve_mode",
     "main",
     "cli",
 ]
@@ -165,18 +164,6 @@ def build_model(hidden_size: int = 32, rng=None):
     return model
 
 
-def resolve_mode(mode):
-    """The compile mode to use: ``"auto"`` is ``"jax"`` when jax is installed, else the library default.
-
-    ``None`` is the library default (:func:`theano_lstm.backend.get_default_mode`).
-    """
-    from theano_lstm import backend
-
-    if mode == "auto":
-        return "jax" if _common.has_module("jax") else backend.get_default_mode()
-    return backend.get_default_mode() if mode is None else mode
-
-
 class SineTrainer:
     """Compiled training step and prediction for next-point regression.
 
@@ -202,7 +189,7 @@ class SineTrainer:
         from theano_lstm import backend, losses, optimizers
 
         self.model = model
-        self.mode = resolve_mode(mode)
+        self.mode = _common.resolve_mode(mode)
         if self.mode in ("jax", "gpu"):
             import warnings
 
@@ -368,7 +355,7 @@ def main(
     if not (np.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a positive number, received {lr!r}")
     tl.use_float32()
-    mode = resolve_mode(mode)
+    mode = _common.resolve_mode(mode)
     data_seed, test_seed, model_seed = np.random.SeedSequence(seed).spawn(3)
     data_rng = np.random.default_rng(data_seed)
     x_test, y_test, theta_test = make_windows(n_test, length, test_seed, min_step, max_step)
@@ -443,29 +430,12 @@ def format_results(out: dict) -> str:
     return head + "\n" + _common.format_table(rows)
 
 
-def _accept_auto_mode(parser: argparse.ArgumentParser) -> None:
-    """Make ``--mode`` default to ``"auto"`` and accept it on the command line.
-
-    ``_common.add_common_arguments`` offers only the library's mode names and
-    documents the library default; this example defaults to ``"auto"``.
-    """
-    from theano_lstm import backend
-
-    for action in parser._actions:  # argparse has no public way to edit an added argument
-        if action.dest == "mode":
-            action.choices = ("auto",) + tuple(backend.MODE_NAMES)
-            action.default = "auto"
-            action.help = ("compile mode: 'auto' (default) is 'jax' when jax is installed, else the library "
-                           f"default ({backend.get_default_mode()!r})")
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Train an Elman network to predict the next (sin, cos) point of windows with random "
         "frequency and phase; report the test MSE against the previous-value and linear-extrapolation baselines.",
     )
-    _common.add_common_arguments(p)
-    _accept_auto_mode(p)
+    _common.add_common_arguments(p, mode_default="auto")
     p.add_argument("--hidden-size", type=_common.positive_int, default=32, help="Elman units (default %(default)s)")
     p.add_argument("--length", type=_common.positive_int, default=50,
                    help="predictions per window (default %(default)s)")

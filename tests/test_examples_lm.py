@@ -231,7 +231,7 @@ def test_mode_defaults_to_auto(name):
     module = load_example(name)
     assert module._parser().parse_args([]).mode == "auto"
     assert module._parser().parse_args(["--mode", "fast_compile"]).mode == "fast_compile"
-    assert module.resolve_mode("auto") in ("jax", module.resolve_mode(None))
+    assert module._common.resolve_mode("auto") in ("jax", module._common.resolve_mode(None))
     with pytest.raises(SystemExit):
         module._parser().parse_args(["--mode", "bogus"])
 
