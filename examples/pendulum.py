@@ -1,62 +1,86 @@
-"""Forecasting a damped double pendulum with a stacked LSTM in a hand-written scan.
+"""Forecasting damped double pendulums with a stacked LSTM in a hand-written scan.
 
 The 2014 ``theano_lstm`` README's sequence-forecasting tutorial, made
 runnable: a :class:`~theano_lstm.StackedCells` of LSTMs with a linear
-:class:`~theano_lstm.Layer` head, called one step at a time through
-:meth:`~theano_lstm.StackedCells.forward` inside a ``pytensor.scan`` that the
-script writes itself, whose prediction is fed back as the next input, trained
-with AdaDelta through the 2014 call
+:class:`~theano_lstm.Layer` head appended by hand, called one step at a time
+through :meth:`~theano_lstm.StackedCells.forward` inside a ``pytensor.scan``
+that the script writes itself, whose prediction is fed back as the next
+input, trained through that feedback loop with AdaDelta by the 2014 call
 ``create_optimization_updates(cost, model.params, method="adadelta")``.
 
-The task
---------
-Each pendulum is a double pendulum (two unit masses on two unit-length rods)
-with viscous friction in both joints.  The friction coefficient ``b`` differs
-from pendulum to pendulum (drawn uniformly from ``friction``) and is never
-given to the model.  The model *watches* the first ``warmup`` steps of a
-trajectory (observed states are fed in) and then *forecasts* the next
-``horizon`` steps on its own, each predicted state fed back as the next
-input.
+**The task.**  Each pendulum is a double pendulum (two 1 kg masses on two 1 m rods) with
+viscous friction in both joints.  The friction coefficient ``b`` differs from
+pendulum to pendulum (uniform in ``friction``) and is never given to the
+model.  The model *watches* the first ``warmup`` steps of a trajectory (the
+observed states are fed in) and then *forecasts* the next ``horizon`` steps on
+its own, each predicted state fed back as the next input.  The training and
+test data are simulated with :func:`simulate` (RK4, four substeps per
+observation interval, NumPy float64).
 
-The design: a grey-box model
-----------------------------
-The model knows the frictionless equations of motion (the same ones the data
-were simulated with, friction set to zero) and integrates them with one
-Runge-Kutta (RK4) step per observation interval, written symbolically inside
-the scan.  What it does not know, the friction, enters as generalized
-accelerations :math:`u_t = (u_1, u_2)` that the network outputs at every step:
+**The design: a grey-box model.**  The model knows the frictionless equations of motion (:func:`accelerations`
+with ``b = 0``) and integrates them with one Runge-Kutta step per observation
+interval, built symbolically inside the scan by the very :func:`rk4_step`
+that generates the data (it takes ``xp=numpy`` or ``xp=pytensor.tensor``).
+What it does not know, the friction, enters as generalized accelerations
+:math:`u_t = (u_1, u_2)` that the network outputs at every step:
 
 .. math::
     \\begin{aligned}
-    \\text{state}_t &= (\\theta_1, \\theta_2, \\omega_1, \\omega_2) \\\\
-    s_t &= \\mathrm{LSTM\\ stack}(x_t / \\sigma,\\; s_{t-1}) \\\\
-    u_t &= s_t^{\\text{top}} W + b \\qquad \\text{(linear head, 2 outputs)} \\\\
-    \\hat x_{t+1} &= \\mathrm{RK4}_{\\Delta t}\\big(x \\mapsto f_0(x) + (0, 0, u_t)\\big)(x_t)
+    x_t &= \\begin{cases} \\text{observed state} & t \\le \\text{warmup} \\\\
+                          \\hat x_t & \\text{afterwards} \\end{cases}
+         \\qquad (\\theta_1, \\theta_2, \\omega_1, \\omega_2) \\\\
+    s_t &= \\mathrm{LSTMs}\\big([x_t / \\sigma,\\; (x_t - \\hat x_t) / (\\sigma \\Delta t)],\\; s_{t-1}\\big) \\\\
+    u_t &= h^{\\text{top}}_t W + b \\qquad \\text{(linear head, zero at the start)} \\\\
+    \\hat x_{t+1} &= \\mathrm{RK4}_{\\Delta t}\\big[x \\mapsto f_0(x) + (0, 0, u_t)\\big](x_t)
     \\end{aligned}
 
-where :math:`f_0` is the frictionless vector field, :math:`u_t` is held
-constant during the step and :math:`x_t` is the observed state during the
-warm-up and :math:`\\hat x_t` afterwards.  This is the README's
-``dynamics(x, new_states[-1])``: the network's output and the current state
-produce the next observation.  The head starts at zero, so the untrained
-model *is* the frictionless simulator; training teaches the LSTM to infer each
-pendulum's friction from the warm-up (its memory carries that estimate through
-the forecast) and to supply the missing accelerations.
+with :math:`f_0` the frictionless vector field, :math:`u_t` held constant
+during the step and :math:`\\sigma` each state component's standard
+deviation.  This is the README's ``dynamics(x, new_states[-1])``: the
+network's output and the current state produce the next state.
 
-Results are reported as root-mean-square forecasting errors over the horizon,
-on fresh pendulums, against three baselines that see the same warm-up:
+The second input, the *innovation* :math:`x_t - \\hat x_t`, is what the last
+prediction missed: during the warm-up it shows the friction at work, and once
+the model forecasts it is exactly zero, so whatever the network learned about
+this pendulum must live in its memory.  It makes the network's input 8 wide
+where the README's was 4 (``innovation=False`` / ``--no-innovation`` restores
+the state-only input: the network then learns roughly an average friction
+and no more).
+
+The head starts at zero, so the untrained model *is* the frictionless
+simulator.  The cost is the mean squared error of the scaled forecast over the
+horizon, differentiated through the whole loop (every RK4 step and LSTM
+step), as in the README.
+
+**Results.**  Root-mean-square forecasting errors over the horizon on fresh pendulums
+(:func:`forecast_errors`: the scaled state error and the angle error in
+degrees), against four baselines that see the same warm-up:
 
 ``constant``
     the last observed state, repeated;
 ``linear``
     linear extrapolation of the last two observed states;
 ``frictionless``
-    the frictionless simulator from the last observed state (the model with
-    its correction switched off).
+    the frictionless equations from the last observed state (the model with
+    its correction switched off);
+``fitted_friction``
+    the equations with one friction coefficient fitted on the training
+    pendulums: the best a correction without memory can do.
 
-Run ``python examples/pendulum.py`` (``--help`` for options).  By default it
-compiles with JAX when jax is installed (``--mode auto``); ``--mode c`` uses
-the library's default C backend.
+The default run (about two minutes on 2 cores with JAX) ends near a scaled
+RMSE of 0.03 (angles within about half a degree over the 2 s horizon), against
+0.34 without friction, 0.20 with the fitted friction and above 1 for the
+constant and linear forecasts.  AdaDelta needs many small steps here: the
+error stays near the fitted-friction level for about 20 epochs, then falls
+(``--method adam`` gets there in a few epochs).
+
+With ``--plot PATH`` (and matplotlib installed) the learning curves are
+written to ``PATH`` and one test pendulum's forecast, against the truth, to
+``PATH`` with ``_forecast`` before the suffix.
+
+Run ``python examples/pendulum.py`` (``--help`` for options).  ``--mode auto``
+(the default) compiles with JAX when jax is installed; ``--mode c`` uses the
+library's default C backend.
 """
 
 from __future__ import annotations
@@ -133,8 +157,10 @@ def accelerations(state, params: PendulumParameters = PendulumParameters(), xp=n
 
     Parameters
     ----------
-    state : array or tensor ``(..., 4)``
-        ``(theta1, theta2, omega1, omega2)`` on the last axis.
+    state : tuple ``(theta1, theta2, omega1, omega2)``
+        Four arrays (or tensors) of the same shape, e.g. ``(batch,)``.  The
+        components are kept apart (not stacked on an axis) so the symbolic
+        graph has no slicing or concatenation, which keeps its gradient small.
     params : PendulumParameters
         Masses, lengths, gravity and friction.
     xp : module
@@ -143,33 +169,53 @@ def accelerations(state, params: PendulumParameters = PendulumParameters(), xp=n
 
     Returns
     -------
-    alpha1, alpha2 : arrays or tensors ``(...)``
+    alpha1 : array or tensor
+        :math:`\alpha_1`, shaped like the components.
+    alpha2 : array or tensor
+        :math:`\alpha_2`, shaped like the components.
     """
     m1, m2, l1, l2, g, b = params
-    t1, t2, w1, w2 = (state[..., k] for k in range(4))
+    t1, t2, w1, w2 = state
     delta = t1 - t2
     sin_d, cos_d = xp.sin(delta), xp.cos(delta)
     a11 = (m1 + m2) * l1 * l1
-    a12 = m2 * l1 * l2 * cos_d
+    a12 = (m2 * l1 * l2) * cos_d
     a22 = m2 * l2 * l2
-    relative = w2 - w1
-    r1 = -m2 * l1 * l2 * w2 * w2 * sin_d - (m1 + m2) * g * l1 * xp.sin(t1) - b * w1 + b * relative
-    r2 = m2 * l1 * l2 * w1 * w1 * sin_d - m2 * g * l2 * xp.sin(t2) - b * relative
+    r1 = -(m2 * l1 * l2) * (w2 * w2) * sin_d - ((m1 + m2) * g * l1) * xp.sin(t1)
+    r2 = (m2 * l1 * l2) * (w1 * w1) * sin_d - (m2 * g * l2) * xp.sin(t2)
+    if not (np.isscalar(b) and b == 0):  # no friction terms in the frictionless graph
+        relative = w2 - w1
+        r1 = r1 - b * w1 + b * relative
+        r2 = r2 - b * relative
     det = a11 * a22 - a12 * a12
     return (a22 * r1 - a12 * r2) / det, (a11 * r2 - a12 * r1) / det
 
 
 def vector_field(state, params: PendulumParameters = PendulumParameters(), xp=np, extra_acceleration=None):
-    """Time derivative of ``state`` ``(..., 4)``: ``(omega1, omega2, alpha1, alpha2)``.
+    """Time derivative of a state given as four components.
 
-    ``extra_acceleration`` (``(..., 2)``, optional) is added to
-    :math:`(\\alpha_1, \\alpha_2)`; the model's network output enters here.
+    Parameters
+    ----------
+    state : tuple ``(theta1, theta2, omega1, omega2)``
+        Equally shaped arrays or tensors.
+    params : PendulumParameters
+        Masses, lengths, gravity and friction.
+    xp : module
+        ``numpy`` or ``pytensor.tensor``.
+    extra_acceleration : pair ``(u1, u2)``, optional
+        Added to the angular accelerations (the model's network output
+        enters here).
+
+    Returns
+    -------
+    tuple
+        ``(omega1, omega2, alpha1 + u1, alpha2 + u2)``.
     """
     a1, a2 = accelerations(state, params, xp)
     if extra_acceleration is not None:
-        a1 = a1 + extra_acceleration[..., 0]
-        a2 = a2 + extra_acceleration[..., 1]
-    return xp.stack([state[..., 2], state[..., 3], a1, a2], axis=-1)
+        a1 = a1 + extra_acceleration[0]
+        a2 = a2 + extra_acceleration[1]
+    return (state[2], state[3], a1, a2)
 
 
 def rk4_step(state, dt: float, params: PendulumParameters = PendulumParameters(), xp=np, extra_acceleration=None):
@@ -183,9 +229,25 @@ def rk4_step(state, dt: float, params: PendulumParameters = PendulumParameters()
         \end{aligned}
 
     with :math:`f` = :func:`vector_field` (``extra_acceleration`` held
-    constant during the step).  Works on NumPy arrays (``xp=numpy``) and on
-    PyTensor tensors (``xp=pytensor.tensor``); the state may have any
-    leading axes.
+    constant during the step).
+
+    Parameters
+    ----------
+    state : array or tensor ``(..., 4)``, or tuple of 4 components
+        ``(theta1, theta2, omega1, omega2)`` on the last axis (or as a tuple).
+    dt : float
+        Step size (s).
+    params : PendulumParameters
+        Masses, lengths, gravity and friction.
+    xp : module
+        ``numpy`` or ``pytensor.tensor``.
+    extra_acceleration : array or tensor ``(..., 2)``, or pair, optional
+        Added to the angular accelerations, constant during the step.
+
+    Returns
+    -------
+    array, tensor or tuple
+        The state after ``dt``, of the same kind as ``state``.
 
     Examples
     --------
@@ -193,16 +255,25 @@ def rk4_step(state, dt: float, params: PendulumParameters = PendulumParameters()
     >>> rk4_step(x, 0.01).shape
     (4,)
     """
+    stacked = not isinstance(state, tuple)
+    x = tuple(state[..., k] for k in range(4)) if stacked else state
+    u = extra_acceleration
+    if u is not None and not isinstance(u, tuple):
+        u = (u[..., 0], u[..., 1])
     half = 0.5 * dt
 
-    def f(x):
-        return vector_field(x, params, xp, extra_acceleration)
+    def f(s):
+        return vector_field(s, params, xp, u)
 
-    k1 = f(state)
-    k2 = f(state + half * k1)
-    k3 = f(state + half * k2)
-    k4 = f(state + dt * k3)
-    return state + (dt / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+    def shift(s, k, h):
+        return tuple(a + h * b for a, b in zip(s, k))
+
+    k1 = f(x)
+    k2 = f(shift(x, k1, half))
+    k3 = f(shift(x, k2, half))
+    k4 = f(shift(x, k3, dt))
+    new = tuple(a + (dt / 6.0) * (p + 2.0 * q + 2.0 * r + s) for a, p, q, r, s in zip(x, k1, k2, k3, k4))
+    return xp.stack(new, axis=-1) if stacked else new
 
 
 def energy(state, params: PendulumParameters = PendulumParameters(), xp=np):
@@ -214,9 +285,23 @@ def energy(state, params: PendulumParameters = PendulumParameters(), xp=np):
             - (m_1 + m_2)\, g\, l_1 \cos\theta_1 - m_2\, g\, l_2 \cos\theta_2
 
     Conserved without friction; friction only ever lowers it.
+
+    Parameters
+    ----------
+    state : array or tensor ``(..., 4)``, or tuple of 4 components
+        ``(theta1, theta2, omega1, omega2)``.
+    params : PendulumParameters
+        Masses, lengths and gravity (friction is not used).
+    xp : module
+        ``numpy`` or ``pytensor.tensor``.
+
+    Returns
+    -------
+    array or tensor
+        Energy, shape ``state.shape[:-1]``.
     """
     m1, m2, l1, l2, g, _ = params
-    t1, t2, w1, w2 = (state[..., k] for k in range(4))
+    t1, t2, w1, w2 = state if isinstance(state, tuple) else (state[..., k] for k in range(4))
     kinetic = 0.5 * (m1 + m2) * l1 * l1 * w1 * w1 + 0.5 * m2 * l2 * l2 * w2 * w2 + m2 * l1 * l2 * w1 * w2 * xp.cos(t1 - t2)
     potential = -(m1 + m2) * g * l1 * xp.cos(t1) - m2 * g * l2 * xp.cos(t2)
     return kinetic + potential
@@ -286,9 +371,27 @@ def make_dataset(n: int, warmup: int, horizon: int, dt: float, friction=(0.0, 0.
                  max_speed: float = 1.0, rng=None) -> Dataset:
     """Simulate ``n`` damped double pendulums from random initial states.
 
-    Angles are drawn uniformly from ``[-max_angle, max_angle]`` rad, angular
-    velocities from ``[-max_speed, max_speed]`` rad/s and each pendulum's
-    friction from ``friction = (low, high)``.
+    Parameters
+    ----------
+    n : int
+        Number of pendulums.
+    warmup, horizon : int
+        Each trajectory has ``warmup + horizon + 1`` states.
+    dt : float
+        Observation interval (s).
+    friction : (float, float)
+        Range ``(low, high)`` of each pendulum's friction coefficient (uniform).
+    max_angle : float
+        Initial angles are uniform in ``[-max_angle, max_angle]`` rad.
+    max_speed : float
+        Initial angular velocities are uniform in ``[-max_speed, max_speed]`` rad/s.
+    rng : int or Generator, optional
+        Seed.
+
+    Returns
+    -------
+    Dataset
+        The trajectories and their friction coefficients.
     """
     rng = np.random.default_rng(rng)
     low, high = friction
@@ -303,14 +406,25 @@ def make_dataset(n: int, warmup: int, horizon: int, dt: float, friction=(0.0, 0.
 
 
 def model_inputs(data: Dataset, hide_future: bool = True):
-    """The arrays a :class:`Forecaster` takes: ``(observed, teach, targets, weights)``.
+    """The float32 arrays a :class:`Forecaster` takes.
 
-    ``observed`` ``(T, n, 4)`` holds the states the step functions read at
-    ``t = 0 … T-1`` (``T = warmup + horizon``); with ``hide_future`` the states
-    after the warm-up are zeroed, to show the forecast cannot peek.
-    ``teach`` ``(T,)`` is 1 while the model is fed observations (``t <= warmup``),
-    ``targets`` ``(T, n, 4)`` are the states at ``t + 1`` and ``weights``
-    ``(T,)`` are 1 at the forecast steps (``t >= warmup``).
+    Parameters
+    ----------
+    data : Dataset
+        Trajectories of ``T + 1`` states, ``T = warmup + horizon``.
+    hide_future : bool
+        Zero the states after the warm-up, to show the forecast cannot peek.
+
+    Returns
+    -------
+    observed : array ``(T, n, 4)``
+        The states the step function reads at ``t = 0 … T-1``.
+    teach : array ``(T,)``
+        1 while the model is fed observations (``t <= warmup``), else 0.
+    targets : array ``(T, n, 4)``
+        The states at ``t + 1``.
+    weights : array ``(T,)``
+        1 at the forecast steps (``t >= warmup``), else 0.
     """
     T = data.warmup + data.horizon
     t = np.arange(T)
@@ -323,34 +437,105 @@ def model_inputs(data: Dataset, hide_future: bool = True):
     return observed, teach, targets, weights
 
 
-def baseline_forecasts(data: Dataset) -> dict:
-    """Forecasts of the ``horizon`` states after the warm-up by three baselines.
+def physics_forecast(data: Dataset, friction: float = 0.0) -> np.ndarray:
+    """Forecast the ``horizon`` states after the warm-up with the equations of motion.
 
-    Returns ``{name: array (horizon, n, 4)}`` for ``"constant"`` (last
-    observed state), ``"linear"`` (extrapolation of the last two observed
-    states) and ``"frictionless"`` (one RK4 step per interval of the
-    frictionless equations, the model without its learned correction).
+    Parameters
+    ----------
+    data : Dataset
+        Trajectories; the forecast starts from each one's last observed state.
+    friction : float
+        One friction coefficient for every pendulum.
+
+    Returns
+    -------
+    array ``(horizon, n, 4)``
+        One RK4 step per observation interval (the model's integrator).
     """
-    W, H, dt = data.warmup, data.horizon, data.dt
-    last, before = data.states[W], data.states[W - 1] if W > 0 else data.states[W]
+    params = PendulumParameters(friction=friction)
+    x = data.states[data.warmup]
+    out = []
+    for _ in range(data.horizon):
+        x = rk4_step(x, data.dt, params)
+        out.append(x)
+    return np.stack(out)
+
+
+def fit_friction(data: Dataset, scale, candidates) -> float:
+    """Fit one friction coefficient for all pendulums by grid search.
+
+    Parameters
+    ----------
+    data : Dataset
+        Trajectories to fit.
+    scale : array ``(4,)``
+        Component scales of :func:`forecast_errors`.
+    candidates : sequence of float
+        Coefficients to try.
+
+    Returns
+    -------
+    float
+        The candidate whose :func:`physics_forecast` has the lowest scaled RMSE.
+    """
+    errors = [forecast_errors(physics_forecast(data, b), data, scale)["rmse"] for b in candidates]
+    return float(candidates[int(np.argmin(errors))])
+
+
+def baseline_forecasts(data: Dataset, fitted_friction: float | None = None) -> dict:
+    """Forecast the ``horizon`` states after the warm-up with the baselines.
+
+    Parameters
+    ----------
+    data : Dataset
+        Trajectories.
+    fitted_friction : float, optional
+        Coefficient of the ``"fitted_friction"`` baseline (see :func:`fit_friction`).
+
+    Returns
+    -------
+    dict
+        ``{name: array (horizon, n, 4)}`` for
+
+        ``"constant"`` (the last observed state), ``"linear"``
+        (extrapolation of the last two observed states), ``"frictionless"``
+        (the frictionless equations: the model without its learned
+        correction) and, when ``fitted_friction`` is given,
+        ``"fitted_friction"`` (the equations with that one coefficient for
+        every pendulum: the best a correction without memory can do).
+    """
+    W, H = data.warmup, data.horizon
+    last, before = data.states[W], data.states[max(W - 1, 0)]
     k = np.arange(1, H + 1)[:, None, None]
-    frictionless = [last]
-    for _ in range(H):
-        frictionless.append(rk4_step(frictionless[-1], dt))
-    return {
+    out = {
         "constant": np.broadcast_to(last, (H,) + last.shape),
         "linear": last + k * (last - before),
-        "frictionless": np.stack(frictionless[1:]),
+        "frictionless": physics_forecast(data, 0.0),
     }
+    if fitted_friction is not None:
+        out["fitted_friction"] = physics_forecast(data, fitted_friction)
+    return out
 
 
 def forecast_errors(forecast, data: Dataset, scale) -> dict:
-    """RMS errors of a ``(horizon, n, 4)`` forecast against the true states.
+    """Root-mean-square errors of a forecast against the true states.
 
-    Returns ``{"rmse": …, "angle_rmse_deg": …, "final_angle_rmse_deg": …}``:
-    the RMS of the scaled state error (each component divided by ``scale``)
-    over the horizon, the RMS angle error in degrees over the horizon, and
-    the RMS angle error at the last step.
+    Parameters
+    ----------
+    forecast : array ``(horizon, n, 4)``
+        Predicted states after the warm-up.
+    data : Dataset
+        The true trajectories.
+    scale : array ``(4,)``
+        Typical size of each component.
+
+    Returns
+    -------
+    dict
+        ``"rmse"``: RMS of the scaled state error (each component divided by
+        ``scale``) over the horizon; ``"angle_rmse_deg"``: RMS angle error in
+        degrees over the horizon; ``"final_angle_rmse_deg"``: the same at the
+        last step.
     """
     truth = data.states[data.warmup + 1 :]
     err = np.asarray(forecast, dtype=np.float64) - truth
@@ -366,12 +551,32 @@ def forecast_errors(forecast, data: Dataset, scale) -> dict:
 
 
 def resolve_mode(mode):
-    """``"auto"``: ``"jax"`` when jax is installed, else the library default; ``None``: the library default."""
+    """Resolve the example's compile-mode argument.
+
+    Parameters
+    ----------
+    mode : str or None
+        ``"auto"``: ``"jax"`` when jax is installed, else the library default;
+        ``None``: the library default; anything else is returned as is.
+
+    Returns
+    -------
+    str
+        A name of :data:`theano_lstm.backend.MODE_NAMES`.
+    """
     from theano_lstm import backend
 
     if mode == "auto":
         return "jax" if _common.has_module("jax") else backend.get_default_mode()
     return backend.get_default_mode() if mode is None else mode
+
+
+def _quiet_jax_warnings() -> None:
+    """Silence two harmless warnings PyTensor's JAX backend prints at every compile."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="Skipping Assert", category=UserWarning)
+    warnings.filterwarnings("ignore", message="Explicitly requested dtype", category=UserWarning)
 
 
 class Forecaster:
@@ -383,18 +588,27 @@ class Forecaster:
     Parameters
     ----------
     hidden_sizes : list of int
-        Sizes of the LSTM layers (``StackedCells(4, celltype=LSTM, layers=hidden_sizes)``).
+        Sizes of the LSTM layers.
     dt : float
         Observation interval: the size of the model's RK4 step.
     scale : array ``(4,)``
-        Typical size of each state component: inputs are divided by it, and
-        the cost is the mean squared error of the scaled forecast.
+        Typical size of each state component: the network's inputs are
+        divided by it, and the cost is the mean squared error of the scaled
+        forecast.
+    innovation : bool, default True
+        Feed the network the innovation :math:`(x_t - \\hat x_t) / (\\sigma \\Delta t)`
+        next to the state (``StackedCells(8, ...)``); ``False`` feeds the
+        state alone, as the 2014 README did (``StackedCells(4, ...)``).
+    method : str, default ``"adadelta"``
+        ``method`` of ``create_optimization_updates`` (any of
+        :data:`theano_lstm.optimizers.METHODS`).
+    lr : float
+        Learning rate (not used by AdaDelta).
     max_norm : float
         Per-parameter gradient-norm bound of ``create_optimization_updates``
         (2014 default 5).
     eps : float
-        AdaDelta's :math:`\\epsilon` (2014 default ``1e-6``; larger values take
-        larger first steps).
+        The rule's :math:`\\epsilon` (2014 default ``1e-6``).
     seed : int or Generator
         Initial weights.
     mode : str, optional
@@ -405,10 +619,12 @@ class Forecaster:
     model : theano_lstm.StackedCells
         The LSTM layers followed by the head (``model.layers[-1]``).
     seconds : dict
-        Wall-clock seconds spent compiling, training and forecasting.
+        Wall-clock seconds spent compiling (in JAX mode including the first
+        call for each input shape), training and forecasting.
     """
 
-    def __init__(self, hidden_sizes, dt: float, scale, max_norm: float = 5.0, eps: float = 1e-6, seed=0, mode=None):
+    def __init__(self, hidden_sizes, dt: float, scale, innovation: bool = True, method: str = "adadelta",
+                 lr: float = 0.01, max_norm: float = 5.0, eps: float = 1e-6, seed=0, mode=None):
         import pytensor
         import pytensor.tensor as pt
 
@@ -418,91 +634,138 @@ class Forecaster:
         self.mode = mode
         self.dt = float(dt)
         self.seconds = {"compile": 0.0, "train": 0.0, "forecast": 0.0}
+        self._seen_shapes: set = set()
         start = time.perf_counter()
-        floatX = backend.floatX()
-        self.scale = np.asarray(scale, dtype=floatX)
+        self.scale = np.asarray(scale, dtype=backend.floatX())
         if self.scale.shape != (4,) or not (self.scale > 0).all():
             raise ValueError(f"scale must hold 4 positive numbers, received {scale!r}")
+        hidden_sizes = list(hidden_sizes)
+        n_rec = len(hidden_sizes)
 
         # The 2014 construction: a stack of LSTMs, then a head appended by hand.
-        model = tl.StackedCells(4, celltype=tl.LSTM, layers=list(hidden_sizes), rng=seed)
+        model = tl.StackedCells(8 if innovation else 4, celltype=tl.LSTM, layers=hidden_sizes, rng=seed)
         # A zero head: the untrained model is exactly the frictionless simulator.
         model.layers.append(tl.Layer(hidden_sizes[-1], 2, "linear", W_init=init.Constant(0.0), name="head"))
         self.model = model
-        n_rec = len(hidden_sizes)
         inv_scale = pt.constant(1.0 / self.scale)
+        inv_scale_dt = pt.constant(1.0 / (self.scale * self.dt))
         nominal = PendulumParameters(friction=0.0)
         dt_ = self.dt
 
-        observed = pt.tensor3("observed")  # (time, batch, 4)
+        # static feature axes (JAX needs every length inside the loop to be known)
+        observed = pt.tensor3("observed", shape=(None, None, 4))  # (time, batch, 4)
         teach = pt.vector("teach")  # (time,)
-        targets = pt.tensor3("targets")  # (time, batch, 4)
+        targets = pt.tensor3("targets", shape=(None, None, 4))  # (time, batch, 4)
         weights = pt.vector("weights")  # (time,)
 
-        def step(observed_t, teach_t, prev_prediction, *rest):
-            prev_hiddens = list(rest[:n_rec])  # rest[n_rec:] are scan's copies of the parameters
-            # feed the observation during the warm-up, our own forecast afterwards
-            x = teach_t * observed_t + (1 - teach_t) * prev_prediction
-            new_states = model.forward(x * inv_scale, prev_hiddens + [None])
-            correction = new_states[-1]  # (batch, 2): the accelerations friction adds
-            prediction = rk4_step(x, dt_, nominal, xp=pt, extra_acceleration=correction)
-            return [prediction] + new_states[:-1]
+        # Everything the loop carries (the predicted state and each LSTM's
+        # packed [c, h]) travels as ONE tensor, split at the top of the step
+        # and concatenated at its end.  Same arithmetic as carrying them
+        # separately (the 2014 README's outputs_info list), but PyTensor
+        # builds the scan's gradient once per carried output: with six
+        # outputs its backward step had ~11,000 nodes and took minutes to
+        # compile; with one it has ~800.
+        sizes = [4] + [layer.state_size for layer in model.layers[:n_rec]]
+        bounds = np.cumsum([0] + sizes)
 
-        initial = [observed[0]] + model.initial_hidden_states(batch_like=observed[0])[:n_rec]
-        outputs = pytensor.scan(
+        def split(carried):
+            return [carried[:, start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
+
+        def step(observed_t, teach_t, carried, *params):
+            # params: scan's inner copies of model.params (strict=True); forward reads the layers' own
+            prev_prediction, *prev_hiddens = split(carried)
+            # the observation during the warm-up, our own forecast afterwards
+            x = teach_t * observed_t + (1 - teach_t) * prev_prediction
+            net_input = x * inv_scale
+            if innovation:  # what the last prediction missed; 0 once forecasting
+                net_input = pt.concatenate([net_input, (x - prev_prediction) * inv_scale_dt], axis=-1)
+            new_states = model.forward(net_input, prev_hiddens + [None])
+            u = new_states[-1]  # (batch, 2): the accelerations the frictionless model misses
+            prediction = rk4_step(x, dt_, nominal, xp=pt, extra_acceleration=u)
+            return pt.concatenate([prediction] + new_states[:-1], axis=-1)
+
+        first = model.initial_hidden_states(batch_like=observed[0])[:n_rec]
+        carried = pytensor.scan(
             step,
             sequences=[observed, teach],
-            outputs_info=initial,
+            outputs_info=[pt.concatenate([observed[0]] + first, axis=-1)],
             non_sequences=model.params,
             strict=True,
             return_updates=False,
         )
-        predictions = outputs[0]  # (time, batch, 4): the state at t + 1
-        err = (predictions - targets) * inv_scale
-        per_step = pt.sqr(err).mean(axis=(1, 2))  # (time,)
+        predictions = carried[:, :, :4]  # (time, batch, 4): the state at t + 1
+        per_step = pt.sqr((predictions - targets) * inv_scale).mean(axis=(1, 2))  # (time,)
         cost = (per_step * weights).sum() / pt.maximum(weights.sum(), 1)
 
-        updates, self.gsums, self.xsums, self.rho, self.max_norm = tl.create_optimization_updates(
-            cost, model.params, method="adadelta", max_norm=max_norm, eps=eps
+        # the 2014 call; for AdaDelta ``self.lr`` is its shared rho, as in 2014
+        updates, self.gsums, self.xsums, self.lr, self.max_norm = tl.create_optimization_updates(
+            cost, model.params, method=method, lr=lr, max_norm=max_norm, eps=eps
         )
         self._train = backend.function([observed, teach, targets, weights], cost, updates=updates, mode=mode)
         self._forecast = backend.function([observed, teach], predictions, mode=mode)
         self.seconds["compile"] += time.perf_counter() - start
 
-    def _timed(self, key, fn, *args):
+    def _call(self, key: str, fn, *args) -> np.ndarray:
+        """Call a compiled function, return NumPy, and book its time under ``key`` (or compile)."""
         from theano_lstm import backend
 
-        first = fn is self._train and not getattr(self, "_train_called", False)
+        shapes = (key,) + tuple(np.shape(a) for a in args)
         start = time.perf_counter()
         out = backend.to_numpy(fn(*args))
         elapsed = time.perf_counter() - start
-        # JAX compiles at the first call of each input shape: count those under compile
-        self.seconds["compile" if first and self.mode in ("jax", "gpu") else key] += elapsed
-        if fn is self._train:
-            self._train_called = True
+        # JAX compiles at the first call for each input shape: count that as compiling
+        first = shapes not in self._seen_shapes and self.mode in ("jax", "gpu")
+        self._seen_shapes.add(shapes)
+        self.seconds["compile" if first else key] += elapsed
         return out
 
     def train_epoch(self, data: Dataset, batch_size: int, rng) -> float:
-        """One pass over ``data`` in shuffled minibatches; returns the mean training cost.
+        """Train one pass over ``data`` in shuffled minibatches.
 
         A trailing partial minibatch is dropped (one input shape: one compile in JAX mode).
+
+        Parameters
+        ----------
+        data : Dataset
+            Training trajectories.
+        batch_size : int
+            Trajectories per update.
+        rng : numpy.random.Generator
+            Shuffles the trajectories.
+
+        Returns
+        -------
+        float
+            The mean training cost of the epoch's minibatches.
         """
         observed, teach, targets, weights = model_inputs(data, hide_future=False)
         n = observed.shape[1]
+        if n < batch_size:
+            raise ValueError(f"batch_size={batch_size} is larger than the {n} training trajectories")
         order = rng.permutation(n)
         costs = []
         for start in range(0, n - batch_size + 1, batch_size):
             idx = order[start : start + batch_size]
-            costs.append(float(self._timed("train", self._train, observed[:, idx], teach, targets[:, idx], weights)))
+            costs.append(float(self._call("train", self._train, observed[:, idx], teach, targets[:, idx], weights)))
         return float(np.mean(costs))
 
     def forecast(self, data: Dataset) -> np.ndarray:
-        """The ``(horizon, n, 4)`` forecast after each trajectory's warm-up (future inputs hidden)."""
+        """Forecast each trajectory after its warm-up.
+
+        The states after the warm-up are zeroed before they reach the model.
+
+        Parameters
+        ----------
+        data : Dataset
+            Trajectories (at least 2, a JAX-mode requirement).
+
+        Returns
+        -------
+        array ``(horizon, n, 4)``
+            The forecast, float64.
+        """
         observed, teach, _, _ = model_inputs(data, hide_future=True)
-        start = time.perf_counter()
-        predictions = self._timed("forecast", self._forecast, observed, teach)
-        del start
-        return predictions[data.warmup :].astype(np.float64)
+        return self._call("forecast", self._forecast, observed, teach)[data.warmup :].astype(np.float64)
 
 
 # --------------------------------------------------------------------- main
@@ -510,20 +773,22 @@ class Forecaster:
 
 def main(
     hidden_sizes=(32, 32),
-    n_train: int = 512,
+    n_train: int = 1024,
     n_test: int = 256,
     warmup: int = 20,
     horizon: int = 40,
     dt: float = 0.05,
     friction=(0.0, 0.5),
-    batch_size: int = 32,
-    epochs: int = 30,
+    innovation: bool = True,
+    batch_size: int = 8,
+    epochs: int = 50,
+    method: str = "adadelta",
+    lr: float = 0.003,
     max_norm: float = 5.0,
     eps: float = 1e-6,
     seed: int = 0,
     mode="auto",
     plot: str | None = None,
-    trajectory_plot: str | None = None,
     verbose: bool = True,
 ) -> dict:
     """Train the grey-box forecaster and compare its forecasts with the baselines.
@@ -535,42 +800,53 @@ def main(
     n_train, n_test : int
         Number of training and test pendulums (the test ones are fresh).
     warmup : int
-        Observed steps before each forecast (at least 1).
+        Observed steps before each forecast.
     horizon : int
         Forecast steps.
     dt : float
         Observation interval (s).
     friction : (float, float)
         Range of the joint friction coefficient.
+    innovation : bool
+        Feed the network the innovation next to the state (see :class:`Forecaster`).
     batch_size : int
-        Pendulums per minibatch.
+        Pendulums per minibatch (at least 2).
     epochs : int
         Passes over the training pendulums.
+    method : str
+        ``method`` of ``create_optimization_updates`` (default ``"adadelta"``, the 2014 tutorial's).
+    lr : float
+        Learning rate of the other methods (AdaDelta has none).
     max_norm, eps : float
-        Passed to ``create_optimization_updates`` (per-parameter norm clipping, AdaDelta epsilon).
+        Per-parameter gradient-norm bound and the rule's epsilon (2014 defaults).
     seed : int
         Seeds data and initial weights.
     mode : str or None
         ``"auto"`` (jax when installed, else the library default), ``None``
         (the library default) or a name of :data:`theano_lstm.backend.MODE_NAMES`.
     plot : str, optional
-        Path of a learning-curve PNG (needs matplotlib).
-    trajectory_plot : str, optional
-        Path of a PNG of one test pendulum's forecast against the truth.
+        Path of a learning-curve PNG; a test pendulum's forecast against the
+        truth goes next to it, with ``_forecast`` before the suffix (both need
+        matplotlib).
     verbose : bool
         Print progress and results.
 
     Returns
     -------
     dict
-        ``"errors"``: ``{method: {"rmse", "angle_rmse_deg", "final_angle_rmse_deg"}}``
-        on the test pendulums for ``"lstm"`` and the baselines;
-        ``"initial_errors"``: the same for the untrained model;
-        ``"curve"``: per-epoch ``"loss"`` and ``"test rmse"``;
-        ``"mode"``, ``"seed"``, ``"epochs"``, ``"compile_seconds"``,
-        ``"train_seconds"``, ``"forecast_seconds"``, ``"wall_seconds"``.
+        ``"errors"``: ``{name: {"rmse", "angle_rmse_deg", "final_angle_rmse_deg"}}``
+        on the test pendulums (see :func:`forecast_errors`) for ``"lstm"``
+        and the baselines ``"constant"``, ``"linear"``, ``"frictionless"``,
+        ``"fitted_friction"``; ``"initial_errors"``: the same for the
+        untrained model; ``"fitted_friction"``: the coefficient fitted on the
+        training pendulums; ``"curve"``: per-epoch ``"loss"`` (training
+        cost) and ``"test rmse"``; ``"mode"``, ``"seed"``, ``"epochs"``,
+        ``"n_test"``, ``"horizon"``, ``"dt"``, ``"method"``,
+        ``"compile_seconds"``, ``"train_seconds"``, ``"forecast_seconds"``,
+        ``"wall_seconds"``.
     """
     import theano_lstm as tl
+    from theano_lstm.optimizers import METHODS
 
     start = time.perf_counter()
     hidden_sizes = [int(h) for h in hidden_sizes]
@@ -580,27 +856,33 @@ def main(
             raise ValueError(f"{name} must be a positive int, received {value!r}")
     if not hidden_sizes or min(hidden_sizes) <= 0:
         raise ValueError(f"hidden_sizes must be a non-empty list of positive ints, received {hidden_sizes!r}")
-    if batch_size > n_train:
-        raise ValueError(f"batch_size={batch_size} is larger than n_train={n_train}")
-    if batch_size < 2:
-        raise ValueError("batch_size must be at least 2 (JAX mode cannot re-specialize a batch of one)")
+    if not 2 <= batch_size <= n_train:
+        raise ValueError(f"batch_size must be between 2 (JAX mode cannot re-specialize a batch of one) and "
+                         f"n_train={n_train}, received {batch_size}")
+    if n_test < 2:
+        raise ValueError(f"n_test must be at least 2, received {n_test}")
     if not dt > 0:
         raise ValueError(f"dt must be > 0, received {dt}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {list(METHODS)}, received {method!r}")
     tl.use_float32()
     mode = resolve_mode(mode)
+    if mode in ("jax", "gpu"):
+        _quiet_jax_warnings()
     streams = np.random.SeedSequence(seed).spawn(3)
     train = make_dataset(n_train, warmup, horizon, dt, friction, rng=np.random.default_rng(streams[0]))
     test = make_dataset(n_test, warmup, horizon, dt, friction, rng=np.random.default_rng(streams[1]))
     scale = train.states.reshape(-1, 4).std(axis=0)
+    fitted = fit_friction(train, scale, np.linspace(friction[0], friction[1], 21))
     if verbose:
         print(f"double pendulum: {n_train} training and {n_test} test pendulums, friction {friction[0]:g}-{friction[1]:g}, "
-              f"warm-up {warmup} and horizon {horizon} steps of {dt:g} s; mode {mode!r}, seed {seed}")
-    forecaster = Forecaster(hidden_sizes, dt, scale, max_norm=max_norm, eps=eps, seed=int(streams[2].generate_state(1)[0]),
-                            mode=mode)
-    baselines = {name: forecast_errors(f, test, scale) for name, f in baseline_forecasts(test).items()}
+              f"warm-up {warmup} and horizon {horizon} steps of {dt:g} s; {method}, mode {mode!r}, seed {seed}")
+    rng = np.random.default_rng(streams[2])
+    forecaster = Forecaster(hidden_sizes, dt, scale, innovation=innovation, method=method, lr=lr, max_norm=max_norm,
+                            eps=eps, seed=int(rng.integers(2**31)), mode=mode)
+    baselines = baseline_forecasts(test, fitted)
     initial = forecast_errors(forecaster.forecast(test), test, scale)
     curve = {"loss": [], "test rmse": []}
-    rng = np.random.default_rng(streams[2])
     progress = _common.EpochProgress(epochs, "pendulum", enabled=verbose)
     try:
         for epoch in range(1, epochs + 1):
@@ -612,10 +894,12 @@ def main(
     finally:
         progress.close()
     final = forecaster.forecast(test)
-    errors = {"lstm": forecast_errors(final, test, scale), **baselines}
+    errors = {"lstm": forecast_errors(final, test, scale)}
+    errors.update((name, forecast_errors(f, test, scale)) for name, f in baselines.items())
     out = {
         "errors": errors,
         "initial_errors": initial,
+        "fitted_friction": fitted,
         "curve": curve,
         "mode": mode,
         "seed": seed,
@@ -623,6 +907,7 @@ def main(
         "n_test": n_test,
         "horizon": horizon,
         "dt": dt,
+        "method": method,
         "compile_seconds": forecaster.seconds["compile"],
         "train_seconds": forecaster.seconds["train"],
         "forecast_seconds": forecaster.seconds["forecast"],
@@ -631,32 +916,64 @@ def main(
     if verbose:
         print()
         print(format_results(out))
-    _common.save_learning_curves({"lstm": curve}, plot, title="double pendulum forecaster")
-    save_trajectory_plot(test, final, baseline_forecasts(test), trajectory_plot)
+    if plot is not None:
+        _common.save_learning_curves({"lstm": curve}, plot, title="double pendulum forecaster")
+        root, ext = os.path.splitext(plot)
+        save_trajectory_plot(test, final, baselines, f"{root}_forecast{ext or '.png'}")
     return out
 
 
 def format_results(out: dict) -> str:
-    """The results of :func:`main` as a table."""
+    """Format the results of :func:`main` as a table.
+
+    Parameters
+    ----------
+    out : dict
+        What :func:`main` returned.
+
+    Returns
+    -------
+    str
+        A header line and one row per forecast.
+    """
     rows = []
     for name, e in out["errors"].items():
-        rows.append({"forecast": name, "scaled rmse": f"{e['rmse']:.4f}", "angle rmse (deg)": f"{e['angle_rmse_deg']:.2f}",
-                     "final angle rmse (deg)": f"{e['final_angle_rmse_deg']:.2f}"})
+        label = f"fitted_friction (b={out['fitted_friction']:.3g})" if name == "fitted_friction" else name
+        rows.append({"forecast": label, "scaled rmse": f"{e['rmse']:.4f}", "angle rmse (deg)": f"{e['angle_rmse_deg']:.2f}",
+                     "final-step angle rmse (deg)": f"{e['final_angle_rmse_deg']:.2f}"})
     head = (f"forecast errors over {out['horizon']} steps ({out['horizon'] * out['dt']:g} s) on {out['n_test']} fresh "
-            f"pendulums, mode {out['mode']!r}, seed {out['seed']}: {out['epochs']} epochs; "
+            f"pendulums after {out['epochs']} epochs of {out['method']} (mode {out['mode']!r}, seed {out['seed']}); "
             f"compile {out['compile_seconds']:.1f} s, train {out['train_seconds']:.1f} s, total {out['wall_seconds']:.1f} s")
     return head + "\n" + _common.format_table(rows)
 
 
 def save_trajectory_plot(data: Dataset, forecast, baselines: dict, path: str | None, index: int = 0) -> str | None:
-    """Plot pendulum ``index``'s angles: truth, the LSTM forecast and the frictionless forecast.
+    """Plot a test pendulum's angles: the truth, the LSTM forecast and the physics baselines.
 
-    Skipped (with a message) without matplotlib; returns ``path`` when written.
+    Skipped (with a message) without matplotlib.
+
+    Parameters
+    ----------
+    data : Dataset
+        Test trajectories.
+    forecast : array ``(horizon, n, 4)``
+        The LSTM's forecast.
+    baselines : dict
+        :func:`baseline_forecasts` output.
+    path : str or None
+        Where to write the PNG (``None``: nothing).
+    index : int
+        Which pendulum.
+
+    Returns
+    -------
+    str or None
+        ``path`` when the file was written.
     """
     if path is None:
         return None
     if not _common.has_module("matplotlib"):
-        print(f"matplotlib is not installed: skipping the trajectory plot {path} (pip install matplotlib)")
+        print(f"matplotlib is not installed: skipping the forecast plot {path} (pip install matplotlib)")
         return None
     import matplotlib
 
@@ -670,46 +987,87 @@ def save_trajectory_plot(data: Dataset, forecast, baselines: dict, path: str | N
     for k, ax in enumerate(axes):
         ax.plot(t, data.states[:, index, k], color="black", label="truth")
         ax.plot(tf, forecast[:, index, k], color="tab:blue", label="LSTM forecast")
-        ax.plot(tf, baselines["frictionless"][:, index, k], color="tab:orange", ls="--", label="frictionless")
+        for name, style in (("frictionless", "--"), ("fitted_friction", ":")):
+            if name in baselines:
+                ax.plot(tf, baselines[name][:, index, k], ls=style, label=name)
         ax.axvline(t[W], color="gray", ls=":", lw=1)
         ax.set_ylabel(f"{STATE_NAMES[k]} (rad)")
         ax.grid(True, alpha=0.3)
     axes[0].legend(loc="best", fontsize=8)
-    axes[0].set_title(f"test pendulum {index} (friction {data.friction[index]:.3f}); warm-up ends at the dotted line")
+    axes[0].set_title(f"test pendulum {index} (friction {data.friction[index]:.3f}); the forecast starts at the dotted line")
     axes[1].set_xlabel("time (s)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-    print(f"trajectory plot written to {path}")
+    print(f"forecast plot written to {path}")
     return path
 
 
+def _accept_auto_mode(parser: argparse.ArgumentParser) -> None:
+    """Let ``--mode`` take ``"auto"`` (the default here); ``_common`` offers only the library's names.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        A parser already given ``_common.add_common_arguments``.
+    """
+    from theano_lstm import backend
+
+    for action in parser._actions:  # argparse has no public way to edit an added argument
+        if action.dest == "mode":
+            action.choices = ("auto",) + tuple(backend.MODE_NAMES)
+            action.default = "auto"
+            action.help = ("compile mode: 'auto' (default) is 'jax' when jax is installed, else the library "
+                           f"default ({backend.get_default_mode()!r})")
+
+
 def _parser() -> argparse.ArgumentParser:
+    """The command-line parser."""
+    from theano_lstm.optimizers import METHODS
+
     p = argparse.ArgumentParser(
         description="Forecast damped double pendulums with a stacked LSTM that corrects a frictionless "
-        "simulator inside a hand-written scan (the 2014 theano_lstm tutorial), trained with AdaDelta.",
+        "simulator inside a hand-written scan (the 2014 theano_lstm tutorial), trained with AdaDelta; "
+        "report the forecasting error against constant, linear and physics baselines.",
     )
-    _common.add_common_arguments(p, plot_default=None)
-    p.set_defaults(mode="auto")
-    p.add_argument("--hidden-sizes", type=_common.positive_int, nargs="+", default=[32, 32], help="LSTM layer sizes (default %(default)s)")
-    p.add_argument("--n-train", type=_common.positive_int, default=512, help="training pendulums (default %(default)s)")
-    p.add_argument("--n-test", type=_common.positive_int, default=256, help="test pendulums (default %(default)s)")
+    _common.add_common_arguments(p)
+    _accept_auto_mode(p)
+    p.add_argument("--hidden-sizes", type=_common.positive_int, nargs="+", default=[32, 32],
+                   help="LSTM layer sizes (default %(default)s)")
+    p.add_argument("--n-train", type=_common.positive_int, default=1024, help="training pendulums (default %(default)s)")
+    p.add_argument("--n-test", type=_common.positive_int, default=256, help="fresh test pendulums (default %(default)s)")
     p.add_argument("--warmup", type=_common.positive_int, default=20, help="observed steps before forecasting (default %(default)s)")
     p.add_argument("--horizon", type=_common.positive_int, default=40, help="forecast steps (default %(default)s)")
     p.add_argument("--dt", type=_common.positive_float, default=0.05, help="observation interval in s (default %(default)s)")
     p.add_argument("--friction", type=float, nargs=2, default=[0.0, 0.5], metavar=("LOW", "HIGH"),
                    help="range of the joint friction coefficient (default %(default)s)")
-    p.add_argument("--batch-size", type=_common.positive_int, default=32, help="default %(default)s")
-    p.add_argument("--epochs", type=_common.positive_int, default=30, help="default %(default)s")
-    p.add_argument("--max-norm", type=_common.positive_float, default=5.0, help="per-parameter gradient-norm bound (default %(default)s)")
-    p.add_argument("--eps", type=_common.positive_float, default=1e-6, help="AdaDelta epsilon (default %(default)s)")
-    p.add_argument("--trajectory-plot", metavar="PATH", default=None,
-                   help="write a PNG of a test pendulum's forecast vs the truth (needs matplotlib)")
+    p.add_argument("--no-innovation", action="store_true",
+                   help="feed the network the state only (the 2014 README's 4 inputs), not the innovation")
+    p.add_argument("--batch-size", type=_common.positive_int, default=8, help="default %(default)s")
+    p.add_argument("--epochs", type=_common.positive_int, default=50, help="default %(default)s")
+    p.add_argument("--method", choices=METHODS, default="adadelta",
+                   help="create_optimization_updates method (default %(default)s)")
+    p.add_argument("--lr", type=_common.positive_float, default=0.003,
+                   help="learning rate of methods other than adadelta (default %(default)s)")
+    p.add_argument("--max-norm", type=_common.positive_float, default=5.0,
+                   help="per-parameter gradient-norm bound (default %(default)s)")
+    p.add_argument("--eps", type=_common.positive_float, default=1e-6, help="the rule's epsilon (default %(default)s)")
     return p
 
 
 def cli(argv=None) -> dict:
-    """Parse ``argv`` and run :func:`main`."""
+    """Parse ``argv`` and run :func:`main`.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Command-line arguments (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    dict
+        What :func:`main` returned.
+    """
     args = _parser().parse_args(argv)
     return main(
         hidden_sizes=args.hidden_sizes,
@@ -719,14 +1077,16 @@ def cli(argv=None) -> dict:
         horizon=args.horizon,
         dt=args.dt,
         friction=tuple(args.friction),
+        innovation=not args.no_innovation,
         batch_size=args.batch_size,
         epochs=args.epochs,
+        method=args.method,
+        lr=args.lr,
         max_norm=args.max_norm,
         eps=args.eps,
         seed=args.seed,
         mode=args.mode,
         plot=args.plot,
-        trajectory_plot=args.trajectory_plot,
         verbose=not args.quiet,
     )
 
