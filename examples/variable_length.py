@@ -30,7 +30,10 @@ The script shows:
   ``adam(clip_global_norm(grads, max_norm), params, lr=lr)``.
 
 Accuracy is measured on fresh codes, per symbol and per whole code, against
-chance.  Run ``python examples/variable_length.py`` (``--help`` for options).
+chance.  The default run (about 100 s on 2 cores with JAX) reaches about
+97 % symbol and 90 % code accuracy (chance: 12.5 % and 1.4 %); codes of up to
+8 symbols come back right about 90 % of the time or more, codes of 10 about
+40 %.  Run ``python examples/variable_length.py`` (``--help`` for options).
 By default it compiles with JAX when jax is installed (``--mode auto``); there
 every minibatch is padded to the longest possible sequence so one compiled
 function serves all of them (JAX compiles once per input shape).
@@ -49,7 +52,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
 
-__all__ = ["make_codes", "encode", "Batch", "Reverser", "LOSSES", "main", "cli"]
+__all__ = ["LOSSES", "OPTIMIZERS", "make_codes", "Batch", "encode", "score", "Reverser", "evaluate", "main", "cli"]
 
 #: Values of ``loss=`` / ``--loss``: which of the two equal losses is differentiated.
 LOSSES = ("masked_loss", "crossentropy")
@@ -228,8 +231,10 @@ class Reverser:
     Attributes
     ----------
     model : theano_lstm.StackedCells
+        The LSTM layers followed by the softmax head (``model.layers[-1]``).
     seconds : dict
-        Wall-clock seconds spent compiling, training and predicting.
+        Wall-clock seconds spent compiling (in JAX and Numba modes including
+        the first call for each input shape), training and predicting.
     """
 
     def __init__(self, n_symbols: int, hidden_sizes, loss: str = "masked_loss", optimizer: str = "adam",
@@ -250,8 +255,10 @@ class Reverser:
         start = time.perf_counter()
         n_in = n_symbols + 2
         hidden_sizes = list(hidden_sizes)
-        model = tl.StackedCells(n_in, celltype=tl.LSTM, layers=hidden_sizes, forget_bias=forget_bias, rng=seed)
-        model.layers.append(tl.Layer(hidden_sizes[-1], n_symbols, "softmax", name="head", rng=seed))
+        rng = np.random.default_rng(seed)  # one stream for every layer's initial weights
+        model = tl.StackedCells(n_in, celltype=tl.LSTM, layers=hidden_sizes, forget_bias=forget_bias, rng=rng)
+        # masked_loss scores probabilities, so the head is a softmax (not logits)
+        model.layers.append(tl.Layer(hidden_sizes[-1], n_symbols, "softmax", name="head", rng=rng))
         self.model = model
 
         x = pt.tensor3("x", shape=(None, None, n_in))  # (time, batch, n_in), time-major
@@ -289,8 +296,9 @@ class Reverser:
         out = fn(*args)
         out = [backend.to_numpy(o) for o in out] if isinstance(out, list) else backend.to_numpy(out)
         elapsed = time.perf_counter() - start
-        # JAX compiles at the first call for each input shape: count that as compiling
-        first = shapes not in self._seen_shapes and self.mode in ("jax", "gpu")
+        # JAX compiles at the first call for each input shape, Numba JIT-compiles
+        # at the first call: count those calls as compiling
+        first = shapes not in self._seen_shapes and self.mode in ("jax", "gpu", "numba")
         self._seen_shapes.add(shapes)
         self.seconds["compile" if first else key] += elapsed
         return out
@@ -606,7 +614,7 @@ def cli(argv=None) -> dict:
         What :func:`main` returned.
     """
     args = _parser().parse_args(argv)
-    return main(
+    out = main(
         n_symbols=args.n_symbols,
         min_length=args.min_length,
         max_length=args.max_length,
@@ -625,6 +633,9 @@ def cli(argv=None) -> dict:
         plot=args.plot,
         verbose=not args.quiet,
     )
+    if args.quiet:  # --quiet drops the progress lines, not the results
+        print(format_results(out))
+    return out
 
 
 if __name__ == "__main__":
