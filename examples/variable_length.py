@@ -30,10 +30,10 @@ The script shows:
   ``adam(clip_global_norm(grads, max_norm), params, lr=lr)``.
 
 Accuracy is measured on fresh codes, per symbol and per whole code, against
-chance.  The default run (about 100 s on 2 cores with JAX) reaches about
-97 % symbol and 90 % code accuracy (chance: 12.5 % and 1.4 %); codes of up to
-8 symbols come back right about 90 % of the time or more, codes of 10 about
-40 %.  Run ``python examples/variable_length.py`` (``--help`` for options).
+chance.  The default run (about two minutes on 2 cores with JAX, 10 s of it
+compiling) reaches about 96 % symbol and 87 % code accuracy (chance: 12.5 %
+and 1.4 %); codes of up to 7 symbols come back right 94 % of the time or more,
+codes of 10 symbols about a third of the time.  Run ``python examples/variable_length.py`` (``--help`` for options).
 By default it compiles with JAX when jax is installed (``--mode auto``); there
 every minibatch is padded to the longest possible sequence so one compiled
 function serves all of them (JAX compiles once per input shape).

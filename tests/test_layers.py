@@ -370,3 +370,11 @@ def test_bad_input_errors():
         tl.RNN(3, 2, clip_gradients=-1)
     with pytest.raises(ValueError, match="dtype must be 'float32' or 'float64', received 'int8'"):
         tl.RNN(3, 2, dtype="int8")
+
+
+def test_zero_initializers_are_honoured():
+    """``W_init=0.0`` means zeros, not "use the default" (0.0 is falsy)."""
+    layer = tl.Layer(I, H, "tanh", W_init=0.0, rng=0)
+    lstm = tl.LSTM(I, H, W_init=0.0, U_init=0.0, peepholes=True, P_init=0.0, rng=0)
+    assert not np.any(layer.linear_matrix.get_value())
+    assert not any(np.any(p.get_value()) for p in lstm.params)

@@ -222,7 +222,7 @@ class Layer(Cell):
         self.hidden_size = _check_size(hidden_size, "hidden_size")
         self.activation = backend.get_activation(activation)
         self.clip_gradients = _check_clip(clip_gradients)
-        self._new_param("linear_matrix", (self.input_size, self.hidden_size), W_init or initializers.Normal2014(), "W_init")
+        self._new_param("linear_matrix", (self.input_size, self.hidden_size), initializers.Normal2014() if W_init is None else W_init, "W_init")
         self._new_param("bias_matrix", (self.hidden_size,), b_init, "b_init")
         self._config = dict(
             input_size=self.input_size,
@@ -287,7 +287,7 @@ class Embedding(Cell):
         self.hidden_size = _check_size(hidden_size, "hidden_size")
         self.input_size = self.vocabulary_size
         self._new_param(
-            "embedding_matrix", (self.vocabulary_size, self.hidden_size), W_init or initializers.Normal2014(), "W_init"
+            "embedding_matrix", (self.vocabulary_size, self.hidden_size), initializers.Normal2014() if W_init is None else W_init, "W_init"
         )
         self._config = dict(vocabulary_size=self.vocabulary_size, hidden_size=self.hidden_size, name=self.name)
 
@@ -357,8 +357,8 @@ class RecurrentCell(Cell):
         self.clip_gradients = _check_clip(clip_gradients)
         self.learn_init = bool(learn_init)
         G, H = self.n_gates, self.hidden_size
-        self._new_param("linear_matrix", (self.input_size, G * H), W_init or initializers.Normal2014(), "W_init")
-        self._new_param("recurrent_matrix", (H, G * H), U_init or initializers.Normal2014(), "U_init")
+        self._new_param("linear_matrix", (self.input_size, G * H), initializers.Normal2014() if W_init is None else W_init, "W_init")
+        self._new_param("recurrent_matrix", (H, G * H), initializers.Normal2014() if U_init is None else U_init, "U_init")
         self._new_param("bias_matrix", (G * H,), b_init, "b_init")
         self._config = dict(
             input_size=self.input_size,
@@ -657,7 +657,7 @@ class LSTM(RecurrentCell):
         self.peepholes = bool(peepholes)
         if self.peepholes:
             rows = 2 if self.coupled_gates else 3
-            self._new_param("peephole_matrix", (rows, H), P_init or initializers.Normal2014(), "P_init")
+            self._new_param("peephole_matrix", (rows, H), initializers.Normal2014() if P_init is None else P_init, "P_init")
             self._param_attrs = self._param_attrs + ("peephole_matrix",)
         self._init_state_param()
         self._config.update(peepholes=self.peepholes, forget_bias=float(forget_bias), coupled_gates=self.coupled_gates)
@@ -881,8 +881,8 @@ class GatedInput(Cell):
         super().__init__(name, dtype, rng)
         self.input_size = _check_size(input_size, "input_size")
         self.hidden_size = _check_size(hidden_size, "hidden_size")
-        self._new_param("linear_matrix", (self.input_size, 1), W_init or initializers.Normal2014(), "W_init")
-        self._new_param("recurrent_matrix", (self.hidden_size, 1), U_init or initializers.Normal2014(), "U_init")
+        self._new_param("linear_matrix", (self.input_size, 1), initializers.Normal2014() if W_init is None else W_init, "W_init")
+        self._new_param("recurrent_matrix", (self.hidden_size, 1), initializers.Normal2014() if U_init is None else U_init, "U_init")
         self._new_param("bias_matrix", (1,), b_init, "b_init")
         self.activation = backend.sigmoid
         self._config = dict(input_size=self.input_size, hidden_size=self.hidden_size, name=self.name)
