@@ -559,27 +559,6 @@ def forecast_errors(forecast, data: Dataset, scale) -> dict:
 # -------------------------------------------------------------------- model
 
 
-def resolve_mode(mode):
-    """Resolve the example's compile-mode argument.
-
-    Parameters
-    ----------
-    mode : str or None
-        ``"auto"``: ``"jax"`` when jax is installed, else the library default;
-        ``None``: the library default; anything else is returned as is.
-
-    Returns
-    -------
-    str
-        A name of :data:`theano_lstm.backend.MODE_NAMES`.
-    """
-    from theano_lstm import backend
-
-    if mode == "auto":
-        return "jax" if _common.has_module("jax") else backend.get_default_mode()
-    return backend.get_default_mode() if mode is None else mode
-
-
 def _quiet_jax_warnings() -> None:
     """Silence two harmless warnings PyTensor's JAX backend prints at every compile."""
     import warnings
@@ -876,7 +855,7 @@ def main(
     if method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}, received {method!r}")
     tl.use_float32()
-    mode = resolve_mode(mode)
+    mode = _common.resolve_mode(mode)
     if mode in ("jax", "gpu"):
         _quiet_jax_warnings()
     streams = np.random.SeedSequence(seed).spawn(3)
@@ -1016,24 +995,6 @@ def save_trajectory_plot(data: Dataset, forecast, baselines: dict, path: str | N
     return path
 
 
-def _accept_auto_mode(parser: argparse.ArgumentParser) -> None:
-    """Let ``--mode`` take ``"auto"`` (the default here); ``_common`` offers only the library's names.
-
-    Parameters
-    ----------
-    parser : argparse.ArgumentParser
-        A parser already given ``_common.add_common_arguments``.
-    """
-    from theano_lstm import backend
-
-    for action in parser._actions:  # argparse has no public way to edit an added argument
-        if action.dest == "mode":
-            action.choices = ("auto",) + tuple(backend.MODE_NAMES)
-            action.default = "auto"
-            action.help = ("compile mode: 'auto' (default) is 'jax' when jax is installed, else the library "
-                           f"default ({backend.get_default_mode()!r})")
-
-
 def _parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     from theano_lstm.optimizers import METHODS
@@ -1043,8 +1004,7 @@ def _parser() -> argparse.ArgumentParser:
         "simulator inside a hand-written scan (the 2014 theano_lstm tutorial), trained with AdaDelta; "
         "report the forecasting error against constant, linear and physics baselines.",
     )
-    _common.add_common_arguments(p)
-    _accept_auto_mode(p)
+    _common.add_common_arguments(p, mode_default="auto")
     p.add_argument("--hidden-sizes", type=_common.positive_int, nargs="+", default=[32, 32],
                    help="LSTM layer sizes (default %(default)s)")
     p.add_argument("--n-train", type=_common.positive_int, default=1024, help="training pendulums (default %(default)s)")

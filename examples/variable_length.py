@@ -175,27 +175,6 @@ def score(predicted_labels, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
 # -------------------------------------------------------------------- model
 
 
-def resolve_mode(mode):
-    """Resolve the example's compile-mode argument.
-
-    Parameters
-    ----------
-    mode : str or None
-        ``"auto"``: ``"jax"`` when jax is installed, else the library default;
-        ``None``: the library default; anything else is returned as is.
-
-    Returns
-    -------
-    str
-        A name of :data:`theano_lstm.backend.MODE_NAMES`.
-    """
-    from theano_lstm import backend
-
-    if mode == "auto":
-        return "jax" if _common.has_module("jax") else backend.get_default_mode()
-    return backend.get_default_mode() if mode is None else mode
-
-
 def _quiet_jax_warnings() -> None:
     """Silence two harmless warnings PyTensor's JAX backend prints at every compile."""
     import warnings
@@ -468,7 +447,7 @@ def main(
     if max_length < min_length:
         raise ValueError(f"need min_length <= max_length, received {min_length}, {max_length}")
     tl.use_float32()
-    mode = resolve_mode(mode)
+    mode = _common.resolve_mode(mode)
     if mode in ("jax", "gpu"):
         _quiet_jax_warnings()
     static = mode in ("jax", "gpu")
@@ -558,32 +537,13 @@ def format_results(out: dict) -> str:
             + f"\nlargest |masked_loss - per-step crossentropy| during training: {out['max_loss_difference']:.2e} per symbol")
 
 
-def _accept_auto_mode(parser: argparse.ArgumentParser) -> None:
-    """Let ``--mode`` take ``"auto"`` (the default here); ``_common`` offers only the library's names.
-
-    Parameters
-    ----------
-    parser : argparse.ArgumentParser
-        A parser already given ``_common.add_common_arguments``.
-    """
-    from theano_lstm import backend
-
-    for action in parser._actions:  # argparse has no public way to edit an added argument
-        if action.dest == "mode":
-            action.choices = ("auto",) + tuple(backend.MODE_NAMES)
-            action.default = "auto"
-            action.help = ("compile mode: 'auto' (default) is 'jax' when jax is installed, else the library "
-                           f"default ({backend.get_default_mode()!r})")
-
-
 def _parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     p = argparse.ArgumentParser(
         description="Train an LSTM to reverse codes of different lengths from padded minibatches, with the "
         "2014 masked_loss (and the equivalent masked per-step cross-entropy); report accuracy on fresh codes.",
     )
-    _common.add_common_arguments(p)
-    _accept_auto_mode(p)
+    _common.add_common_arguments(p, mode_default="auto")
     p.add_argument("--n-symbols", type=_common.positive_int, default=8, help="code alphabet size (default %(default)s)")
     p.add_argument("--min-length", type=_common.positive_int, default=1, help="shortest code (default %(default)s)")
     p.add_argument("--max-length", type=_common.positive_int, default=10, help="longest code (default %(default)s)")
