@@ -13,23 +13,14 @@ section below.
 from __future__ import annotations
 
 import doctest
-import importlib
 import re
 import sys
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def load_example(name: str):
-    """Import ``examples/<name>.py`` (the examples import each other by file name)."""
-    if str(EXAMPLES) not in sys.path:
-        sys.path.insert(0, str(EXAMPLES))
-    return importlib.import_module(name)
+from tests._util import load_example  # noqa: E402
 
 
 @pytest.fixture(scope="module")

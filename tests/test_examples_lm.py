@@ -9,7 +9,6 @@ documented result.
 
 from __future__ import annotations
 
-import importlib
 import math
 import subprocess
 import sys
@@ -19,14 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def load_example(name: str):
-    """Import ``examples/<name>.py`` (the examples import ``_common`` by file name)."""
-    if str(EXAMPLES) not in sys.path:
-        sys.path.insert(0, str(EXAMPLES))
-    return importlib.import_module(name)
+from tests._util import EXAMPLES, load_example  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -10,22 +10,13 @@ suite's default compile mode; the checks are on the returned measurements
 
 from __future__ import annotations
 
-import importlib
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def load_example(name: str):
-    """Import ``examples/<name>.py`` (the examples import ``_common`` by file name)."""
-    if str(EXAMPLES) not in sys.path:
-        sys.path.insert(0, str(EXAMPLES))
-    return importlib.import_module(name)
+from tests._util import EXAMPLES, load_example  # noqa: E402
 
 
 @pytest.fixture(scope="module")
