@@ -121,3 +121,51 @@ def test_bucket_lengths():
     np.testing.assert_array_equal(backend.bucket_lengths([1, 10, 11], [20, 10]), [10, 10, 20])
     with pytest.raises(ValueError, match="every length must fit a bucket: longest length 30, largest bucket 20"):
         backend.bucket_lengths([30], [10, 20])
+
+
+def test_c_mode_keeps_numpy_dot_without_blas(rng):
+    """Without a linked BLAS the C ``Gemm`` fallback is slow: "c" must not form it."""
+    a, b, c = pt.matrix("a"), pt.matrix("b"), pt.matrix("c")
+    f = backend.function([a, b, c], pt.dot(a, b) + 2 * c, mode="c")
+    names = [type(node.op).__name__ for node in f.maker.fgraph.toposort()]
+    if pytensor.config.blas__ldflags:
+        pytest.skip("a BLAS is linked: Gemm is the fast path here")
+    assert not any(n.startswith("Gemm") for n in names), names
+    A, B, C = (rng.normal(size=s).astype(pytensor.config.floatX) for s in ((3, 4), (4, 5), (3, 5)))
+    np.testing.assert_allclose(f(A, B, C), A @ B + 2 * C, rtol=1e-5)
+
+
+def test_jax_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv(backend.JAX_CACHE_ENV, "off")
+    assert backend.jax_cache_dir() is None
+    monkeypatch.setenv(backend.JAX_CACHE_ENV, str(tmp_path / "cache"))
+    assert backend.jax_cache_dir() == str(tmp_path / "cache")
+    monkeypatch.delenv(backend.JAX_CACHE_ENV)
+    assert backend.jax_cache_dir().startswith(str(pytensor.config.compiledir))
+
+
+def test_jax_cache_is_configured_unless_the_user_chose(monkeypatch, tmp_path):
+    class FakeConfig:
+        jax_compilation_cache_dir = None
+
+        def __init__(self):
+            self.updates = {}
+
+        def update(self, key, value):
+            self.updates[key] = value
+
+    class FakeJax:
+        config = FakeConfig()
+
+    monkeypatch.setenv(backend.JAX_CACHE_ENV, str(tmp_path / "c"))
+    backend._configure_jax_cache(FakeJax)
+    assert FakeJax.config.updates["jax_compilation_cache_dir"] == str(tmp_path / "c")
+    assert (tmp_path / "c").is_dir()
+    FakeJax.config = FakeConfig()
+    FakeJax.config.jax_compilation_cache_dir = "/somewhere/else"
+    backend._configure_jax_cache(FakeJax)
+    assert FakeJax.config.updates == {}
+    FakeJax.config = FakeConfig()
+    monkeypatch.setenv(backend.JAX_CACHE_ENV, "off")
+    backend._configure_jax_cache(FakeJax)
+    assert FakeJax.config.updates == {}
