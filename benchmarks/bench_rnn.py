@@ -34,7 +34,7 @@ CONFIGS = {
     "L1": (1, 100, 7, 10),
     "L": (128, 100, 256, 512),
 }
-IMPLS = ("runner", "runner_noprecompute", "forward", "raw", "torch")
+IMPLS = ("runner", "runner_precompute", "runner_fused", "forward", "raw", "torch")
 
 
 def _peak_rss_mb() -> float:
@@ -63,8 +63,10 @@ def run_library_case(case: dict) -> dict:
     B, T, I, H = CONFIGS[case["config"]]
     cell = case["cell"]
     rng = np.random.default_rng(0)
-    x = pt.tensor3("x")
-    y = pt.tensor3("y")
+    # JAX mode needs a batch of one declared when the graph is built
+    static_b = B if B == 1 else None
+    x = pt.tensor3("x", shape=(None, static_b, None))
+    y = pt.tensor3("y", shape=(None, static_b, None))
     if case["impl"] == "raw":
         hs, params = _raw_scan(x, I, H, cell, rng)
     else:
@@ -73,7 +75,7 @@ def run_library_case(case: dict) -> dict:
         model = tl.StackedCells(I, celltype=celltype, layers=[H], rng=0, **kw)
         params = model.params
         if case["impl"].startswith("runner"):
-            hs = model.scan(x, precompute=case["impl"] == "runner").outputs
+            hs = model.scan(x, precompute=case["impl"] == "runner_precompute", fused=case["impl"] == "runner_fused").outputs
         else:  # the 2014 tutorial style: a user-written scan around forward()
             layer = model.layers[0]
             init = model.initial_hidden_states(x[0])
@@ -251,14 +253,14 @@ _HEADER_PRINTED = False
 def _print_row(res: dict, torch_rate):
     global _HEADER_PRINTED
     if not _HEADER_PRINTED:
-        print(f"{'config':6} {'cell':5} {'what':6} {'impl':8} {'mode':6} {'seq/s':>9} {'median ms':>10} {'min ms':>8} "
+        print(f"{'config':6} {'cell':5} {'what':6} {'impl':17} {'mode':6} {'seq/s':>9} {'median ms':>10} {'min ms':>8} "
               f"{'vs torch':>8} {'compile s':>9} {'1st call s':>10} {'peak MB':>8}")
         _HEADER_PRINTED = True
     if "error" in res:
-        print(f"{res['config']:6} {res['cell']:5} {res['what']:6} {res['impl']:8} {res['mode']:6} ERROR {res['error'][:120]}")
+        print(f"{res['config']:6} {res['cell']:5} {res['what']:6} {res['impl']:17} {res['mode']:6} ERROR {res['error'][:120]}")
         return
     ratio = f"{res['seq_per_s'] / torch_rate:8.2f}" if torch_rate else f"{'-':>8}"
-    print(f"{res['config']:6} {res['cell']:5} {res['what']:6} {res['impl']:8} {res['mode']:6} {res['seq_per_s']:9.1f} "
+    print(f"{res['config']:6} {res['cell']:5} {res['what']:6} {res['impl']:17} {res['mode']:6} {res['seq_per_s']:9.1f} "
           f"{1e3 * res['median_s']:10.2f} {1e3 * res['min_s']:8.2f} {ratio} {res['compile_s']:9.2f} "
           f"{res['first_call_s']:10.2f} {res['peak_rss_mb']:8.0f}", flush=True)
 
