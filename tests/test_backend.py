@@ -123,18 +123,6 @@ def test_bucket_lengths():
         backend.bucket_lengths([30], [10, 20])
 
 
-def test_c_mode_keeps_numpy_dot_without_blas(rng):
-    """Without a linked BLAS the C ``Gemm`` fallback is slow: "c" must not form it."""
-    a, b, c = pt.matrix("a"), pt.matrix("b"), pt.matrix("c")
-    f = backend.function([a, b, c], pt.dot(a, b) + 2 * c, mode="c")
-    names = [type(node.op).__name__ for node in f.maker.fgraph.toposort()]
-    if pytensor.config.blas__ldflags:
-        pytest.skip("a BLAS is linked: Gemm is the fast path here")
-    assert not any(n.startswith("Gemm") for n in names), names
-    A, B, C = (rng.normal(size=s).astype(pytensor.config.floatX) for s in ((3, 4), (4, 5), (3, 5)))
-    np.testing.assert_allclose(f(A, B, C), A @ B + 2 * C, rtol=1e-5)
-
-
 def test_jax_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv(backend.JAX_CACHE_ENV, "off")
     assert backend.jax_cache_dir() is None

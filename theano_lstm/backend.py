@@ -433,13 +433,7 @@ def get_mode(mode: str | Mode | None = None) -> Mode:
                 f"mode 'gpu' needs a CUDA build of jax that sees a GPU; jax is using {platform!r}. "
                 "Install it with pip install 'theano_lstm[gpu]' or use mode='jax'"
             )
-    resolved = _pytensor_get_mode(_PYTENSOR_MODE[key])
-    if key == "c" and not pytensor.config.blas__ldflags:
-        # Without a linked BLAS, PyTensor's rewrites still fuse ``dot + add``
-        # into a C ``Gemm`` whose fallback (NumPy C-API) runs 1.5-3x slower
-        # than the ``Dot22`` (numpy.dot) it replaces: keep the plain product.
-        resolved = resolved.excluding("gemm_optimizer")
-    return resolved
+    return _pytensor_get_mode(_PYTENSOR_MODE[key])
 
 
 def set_default_mode(mode: str) -> None:
