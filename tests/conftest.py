@@ -38,3 +38,14 @@ def _float64_by_default():
 def rng():
     return np.random.default_rng(1234)
 
+
+
+@pytest.fixture(autouse=True)
+def _plain_progress_lines(monkeypatch):
+    """The examples print tqdm bars when tqdm is installed (the ``progress`` extra);
+    tests read the plain per-epoch lines, so they see tqdm as absent."""
+    from tests._util import load_example
+
+    common = load_example("_common")
+    real = common.has_module
+    monkeypatch.setattr(common, "has_module", lambda name: False if name == "tqdm" else real(name))

@@ -571,27 +571,44 @@ class LSTMSequence(Op):
     L_op = pullback  # what PyTensor 2.x calls (3.x calls pullback)
 
 
-class LSTMSequenceGrad(Op):
-    """BPTT of :class:`LSTMSequence`: ``(xw, U, c0, h0, mask, cs, hs, gates, g_cs, g_hs) -> (g_xw, g_U, g_c0, g_h0)``."""
+class _BackwardOp(Op):
+    """Common part of the gradient Ops: the first four inputs' gradients, no second derivatives."""
 
-    __props__ = ()
+    _cell = ""
+    _n_inputs = 0
 
-    def make_node(self, xw, U, c0, h0, mask, cs, hs, gates, g_cs, g_hs):
-        ins = [pt.as_tensor_variable(v) for v in (xw, U, c0, h0, mask, cs, hs, gates, g_cs, g_hs)]
-        outs = [v.type() for v in ins[:4]]
-        return Apply(self, ins, outs)
+    def _backward(self, *inputs):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def make_node(self, *inputs):
+        if len(inputs) != self._n_inputs:
+            raise TypeError(f"{type(self).__name__} takes {self._n_inputs} inputs, received {len(inputs)}")
+        ins = [pt.as_tensor_variable(v) for v in inputs]
+        return Apply(self, ins, [v.type() for v in ins[:4]])
 
     def perform(self, node, inputs, output_storage):
-        for storage, value in zip(output_storage, _lstm_backward(*inputs)):
+        for storage, value in zip(output_storage, self._backward(*inputs)):
             storage[0] = value
 
     def infer_shape(self, fgraph, node, shapes):
         return list(shapes[:4])
 
     def pullback(self, inputs, outputs, output_grads):
-        return [grad_not_implemented(self, k, v, "second derivatives of the fused LSTM") for k, v in enumerate(inputs)]
+        what = f"second derivatives of the fused {self._cell}"
+        return [grad_not_implemented(self, k, v, what) for k, v in enumerate(inputs)]
 
     L_op = pullback  # what PyTensor 2.x calls (3.x calls pullback)
+
+
+class LSTMSequenceGrad(_BackwardOp):
+    """BPTT of :class:`LSTMSequence`: ``(xw, U, c0, h0, mask, cs, hs, gates, g_cs, g_hs) -> (g_xw, g_U, g_c0, g_h0)``."""
+
+    __props__ = ()
+    _cell = "LSTM"
+    _n_inputs = 10
+
+    def _backward(self, *inputs):
+        return _lstm_backward(*inputs)
 
 
 class GRUSequence(Op):
@@ -657,7 +674,7 @@ class GRUSequence(Op):
     L_op = pullback  # what PyTensor 2.x calls (3.x calls pullback)
 
 
-class GRUSequenceGrad(Op):
+class GRUSequenceGrad(_BackwardOp):
     """BPTT of :class:`GRUSequence`: ``(xw, W1, W2, h0, mask, hs, g_hs) -> (g_xw, g_W1, g_W2, g_h0)``."""
 
     __props__ = ("reset",)
@@ -667,21 +684,11 @@ class GRUSequenceGrad(Op):
             raise ValueError(f"reset must be 'before' or 'after', received {reset!r}")
         self.reset = reset
 
-    def make_node(self, xw, W1, W2, h0, mask, hs, g_hs):
-        ins = [pt.as_tensor_variable(v) for v in (xw, W1, W2, h0, mask, hs, g_hs)]
-        return Apply(self, ins, [v.type() for v in ins[:4]])
+    _cell = "GRU"
+    _n_inputs = 7
 
-    def perform(self, node, inputs, output_storage):
-        for storage, value in zip(output_storage, _gru_backward(self.reset, *inputs)):
-            storage[0] = value
-
-    def infer_shape(self, fgraph, node, shapes):
-        return list(shapes[:4])
-
-    def pullback(self, inputs, outputs, output_grads):
-        return [grad_not_implemented(self, k, v, "second derivatives of the fused GRU") for k, v in enumerate(inputs)]
-
-    L_op = pullback  # what PyTensor 2.x calls (3.x calls pullback)
+    def _backward(self, *inputs):
+        return _gru_backward(self.reset, *inputs)
 
 
 # ========================================================== public functions
