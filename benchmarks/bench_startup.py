@@ -126,7 +126,7 @@ def flagship_first_epoch(extra_args) -> dict:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         first, buf, text = None, b"", []
         while True:
-            chunk = proc.stdout.read1(4096) if hasattr(proc.stdout, "read1") else proc.stdout.read(1)
+            chunk = proc.stdout.read1(4096)
             if not chunk:
                 break
             buf += chunk

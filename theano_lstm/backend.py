@@ -36,6 +36,7 @@ A :class:`pytensor.compile.mode.Mode` instance is accepted too and used as is.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -349,8 +350,6 @@ def jax_cache_dir() -> str | None:
     the folder; ``THEANO_LSTM_JAX_CACHE=off`` turns the cache off.  Like
     PyTensor's compiledir, the folder holds executable code: keep it private.
     """
-    import os
-
     value = os.environ.get(JAX_CACHE_ENV)
     if value is not None and value.strip().lower() in ("", "0", "off", "false", "no", "none"):
         return None
@@ -360,8 +359,6 @@ def jax_cache_dir() -> str | None:
 
 
 def _configure_jax_cache(jax) -> None:
-    import os
-
     if jax.config.jax_compilation_cache_dir:  # the user chose already
         return
     folder = jax_cache_dir()
