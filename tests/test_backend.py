@@ -81,6 +81,28 @@ def test_modes():
         backend.set_default_mode("fastest")
 
 
+def test_fast_compile_mode_compiles_no_c_even_inside_scan(rng):
+    """Every Op, the Scan's inner graph included, runs its Python perform (no C compile)."""
+    from pytensor.scan.op import Scan
+
+    py = backend.get_mode("fast_compile")
+    assert py.linker.c_thunks is False
+    x = pt.matrix("x")
+    ys = backend.scan(lambda a, h: pt.tanh(a + h), sequences=[x], outputs_info=[pt.zeros((3,))])[0]
+    xs = rng.normal(size=(4, 3))
+    results = []
+    for mode in ("fast_compile", "c"):
+        f = backend.function([x], [ys, pytensor.grad(ys.sum(), x)], mode=mode)
+        scans = [n.op for n in f.maker.fgraph.apply_nodes if isinstance(n.op, Scan)]
+        assert len(scans) == 2  # forward and gradient
+        assert all((op.mode == "FAST_COMPILE") == (mode == "fast_compile") for op in scans)
+        results.append(f(xs))
+        if mode == "fast_compile":
+            assert all(op.fn.maker.linker.c_thunks is False for op in scans)
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
 @requires_jax
 def test_jax_mode_requires_float32():
     pytensor.config.floatX = "float64"

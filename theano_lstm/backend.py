@@ -28,7 +28,13 @@ changes the default):
 ``"gpu"``
     Same as ``"jax"`` but refuses to compile unless jax sees a GPU.
 ``"fast_compile"``
-    Minimal graph rewriting and Python implementations; for debugging.
+    Minimal graph rewriting (PyTensor's ``fast_compile`` rewrites) and every
+    Op run by its Python/NumPy ``perform``: nothing is compiled, so a graph
+    is ready in about a second even on a cold cache.  For debugging, tests
+    and tiny problems; loops run slower than in the other modes.  (PyTensor's
+    own ``FAST_COMPILE`` still compiles a C thunk per Op, tens of seconds on
+    a cold cache.)  To make it PyTensor's default too (for ``.eval()``):
+    ``pytensor.config.mode = backend.get_mode("fast_compile")``.
 
 A :class:`pytensor.compile.mode.Mode` instance is accepted too and used as is.
 """
@@ -323,8 +329,36 @@ _PYTENSOR_MODE = {
     "numba": "NUMBA",
     "jax": "JAX",
     "gpu": "JAX",
-    "fast_compile": "FAST_COMPILE",
+    "fast_compile": None,  # see _python_mode
 }
+
+
+@functools.lru_cache(maxsize=None)
+def _python_mode() -> Mode:
+    """The ``"fast_compile"`` mode: fast_compile rewrites, every Op's Python ``perform``.
+
+    PyTensor compiles a Scan's inner graph with the mode the Scan was *built*
+    with (``None``: C, "CVM"), not the mode of the function it ends up in, so a
+    last rewrite hands every outer Scan the Python inner mode as well.
+    """
+    import copy
+
+    from pytensor.graph.rewriting.basic import in2out, node_rewriter
+    from pytensor.link.vm import VMLinker
+    from pytensor.scan.op import Scan
+
+    @node_rewriter([Scan])
+    def python_inner_graph(fgraph, node):
+        if node.op.mode == "FAST_COMPILE":  # PyTensor's name for a C-free inner mode
+            return None
+        op = copy.copy(node.op)
+        op.mode, op._fn = "FAST_COMPILE", None
+        return op.make_node(*node.inputs).outputs
+
+    mode = Mode(linker=VMLinker(use_cloop=False, c_thunks=False), optimizer="fast_compile")
+    return mode.register((in2out(python_inner_graph, name="theano_lstm_python_scan"), 99))
+
+
 _default_mode = "cpu"
 _CPU_DEFAULT = "c"
 
@@ -430,6 +464,8 @@ def get_mode(mode: str | Mode | None = None) -> Mode:
                 f"mode 'gpu' needs a CUDA build of jax that sees a GPU; jax is using {platform!r}. "
                 "Install it with pip install 'theano_lstm[gpu]' or use mode='jax'"
             )
+    if key == "fast_compile":
+        return _python_mode()
     return _pytensor_get_mode(_PYTENSOR_MODE[key])
 
 
