@@ -118,15 +118,15 @@ def test_lstm_verify_grad_both_outputs(H):
         cs, hs = fused.lstm_sequence(xw, U, c0, h0, mask)
         return pt.concatenate([cs, hs], axis=-1)  # verify_grad projects both randomly
 
-    verify_grad(fun, _lstm_values(rng, H), rng=rng, mode="FAST_COMPILE")
+    verify_grad(fun, _lstm_values(rng, H), rng=rng, mode=backend.get_mode("fast_compile"))
 
 
 def test_lstm_verify_grad_hs_only():
     """cs unused: its output gradient is disconnected and must count as zero."""
     rng = np.random.default_rng(7)
     mask = padded_mask()
-    verify_grad(lambda *a: fused.lstm_sequence(*a, mask)[1], _lstm_values(rng, 3), rng=rng, mode="FAST_COMPILE")
-    verify_grad(lambda *a: fused.lstm_sequence(*a, mask)[0], _lstm_values(rng, 2), rng=rng, mode="FAST_COMPILE")
+    verify_grad(lambda *a: fused.lstm_sequence(*a, mask)[1], _lstm_values(rng, 3), rng=rng, mode=backend.get_mode("fast_compile"))
+    verify_grad(lambda *a: fused.lstm_sequence(*a, mask)[0], _lstm_values(rng, 2), rng=rng, mode=backend.get_mode("fast_compile"))
 
 
 @pytest.mark.parametrize("reset", ["before", "after"])
@@ -139,7 +139,7 @@ def test_gru_verify_grad(reset, H):
     def fun(xw, W1, W2, h0):
         return fused.gru_sequence(xw, [W1, W2], h0, mask, reset=reset)
 
-    verify_grad(fun, values, rng=rng, mode="FAST_COMPILE")
+    verify_grad(fun, values, rng=rng, mode=backend.get_mode("fast_compile"))
 
 
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-13), ("float32", 1e-5)])
@@ -154,6 +154,75 @@ def test_lstm_backward_numba_kernel_equals_numpy_loop(dtype, tol, monkeypatch):
     for use in (True, False):
         monkeypatch.setattr(fused, "_use_numba", use)
         results.append(fused._lstm_backward(xw, U, c0, h0, mask, cs, hs, gates, g_cs, g_hs))
+    for a, b in zip(*results):
+        assert a.dtype == b.dtype == dtype
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+def _forward_values(kind, rng, H, dtype):
+    """``(xw, weights..., h0[, c0])`` for ``fused._<kind>_forward``, with padding."""
+    if kind == "lstm":
+        xw, U, c0, h0 = _lstm_values(rng, H)
+        return [v.astype(dtype) for v in (xw, U, c0, h0)]
+    xw, h0 = rng.normal(0, 0.5, (T, B, 3 * H)), rng.normal(0, 0.5, (B, H))
+    return [xw.astype(dtype), *gru_weights(rng, kind, H, dtype), h0.astype(dtype)]
+
+
+def _forward(kind, values, mask):
+    if kind == "lstm":
+        return fused._lstm_forward(*values, mask)
+    return (fused._gru_forward(kind, *values, mask),)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "before", "after"])
+def test_float32_compiled_forward_matches_float64(kind, monkeypatch):
+    """The float32 forward kernels (own exp) against the float64 NumPy path, with padding."""
+    rng = np.random.default_rng(11)
+    mask = padded_mask()
+    values = _forward_values(kind, rng, 5, "float64")
+    want = _forward(kind, values, mask)
+    got = _forward(kind, [v.astype("float32") for v in values], mask)
+    monkeypatch.setattr(fused, "_use_numba", False)
+    plain32 = _forward(kind, [v.astype("float32") for v in values], mask)
+    for g, w, p in zip(got, want, plain32):
+        assert g.dtype == np.float32
+        np.testing.assert_allclose(g, w, rtol=0, atol=2e-6)
+        np.testing.assert_allclose(p, w, rtol=0, atol=2e-6)
+    # padded steps carry the state exactly
+    hs = got[1] if kind == "lstm" else got[0]
+    np.testing.assert_array_equal(hs[3, 1], hs[1, 1])
+
+
+def test_float32_kernel_activations_over_the_whole_range():
+    """sigmoid and tanh of the compiled kernels, from -100 to 100 and at tiny arguments."""
+    from theano_lstm import _kernels
+
+    grid = np.concatenate([np.linspace(-100, 100, 20001), [0.0, 1e-30, -1e-30, 1e-8, 88.7, -88.7, 1e4, -1e4]])
+    n = len(grid)
+    x = np.zeros((n, 4), "float32")  # H = 1: columns i, f, g, o
+    x[:, 0] = x[:, 2] = grid
+    gates, c, h = np.empty((n, 4), "float32"), np.empty((n, 1), "float32"), np.empty((n, 1), "float32")
+    zero = np.zeros((n, 1), "float32")
+    _kernels.lstm_forward_step(np.zeros_like(x), x, zero, zero, np.ones(n, bool), gates, c, h)
+    x64 = x[:, 0].astype("float64")
+    assert np.isfinite(gates).all()
+    np.testing.assert_allclose(gates[:, 0], 0.5 + 0.5 * np.tanh(x64 / 2), rtol=0, atol=4e-7)
+    np.testing.assert_allclose(gates[:, 2], np.tanh(x64), rtol=0, atol=4e-7)
+    np.testing.assert_allclose(gates[:, 1], 0.5, rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("reset", ["before", "after"])
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 2e-5)])
+def test_gru_backward_numba_kernels_equal_numpy_loop(reset, dtype, tol, monkeypatch):
+    rng = np.random.default_rng(6)
+    mask = padded_mask()
+    values = _forward_values(reset, rng, 3, dtype)
+    hs = fused._gru_forward(reset, *values, mask)
+    g_hs = rng.normal(size=hs.shape).astype(dtype)
+    results = []
+    for use in (True, False):
+        monkeypatch.setattr(fused, "_use_numba", use)
+        results.append(fused._gru_backward(reset, *values, mask, hs, g_hs))
     for a, b in zip(*results):
         assert a.dtype == b.dtype == dtype
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
@@ -231,7 +300,7 @@ def _values(rng, kind, H=3, dtype="float32"):
 def _compare_modes(kind, mode, rng, rtol, atol, dtype="float32"):
     ins, outs = _lstm_grad_graph(dtype=dtype) if kind == "lstm" else _gru_grad_graph(kind, dtype=dtype)
     vals = _values(rng, kind, dtype=dtype)
-    want = pytensor.function(ins, outs, mode="FAST_COMPILE")(*vals)
+    want = pytensor.function(ins, outs, mode=backend.get_mode("fast_compile"))(*vals)
     got = backend.function(ins, outs, mode=mode)(*vals)
     for w, g in zip(want, got):
         g = backend.to_numpy(g)

@@ -21,17 +21,20 @@ How each backend runs the Ops
 -----------------------------
 C / CVM (and FAST_COMPILE, FAST_RUN)
     ``perform``: a Python loop over time whose matrix products are BLAS GEMMs
-    (``np.dot`` into preallocated buffers) and whose gate arithmetic is in
-    place NumPy ufuncs (sigmoids as ``(1 + tanh(x/2)) / 2``: one vectorised
-    ``tanh`` per step for all four LSTM gates).  The LSTM forward Op also
-    outputs the activated gates, which its gradient Op reuses instead of
-    recomputing; the LSTM backward step's arithmetic is one compiled Numba
-    kernel (NumPy ufuncs when Numba is missing); the GRU gradient recomputes
-    its gates for all steps at once with large GEMMs.  The recurrent weight
-    gradient is accumulated with one large GEMM over all ``T * B`` rows
-    after the backward loop.  The small per-step GEMMs suffer when OpenBLAS
-    runs several threads on a busy machine (each step waits for a thread
-    that is not scheduled); ``OPENBLAS_NUM_THREADS=1`` is then much faster.
+    (``np.dot`` into preallocated buffers) and whose per-step gate arithmetic
+    is one or two compiled Numba kernels (:mod:`theano_lstm._kernels`,
+    compiled once per machine and cached on disk).  In float32 the forward
+    kernels compute the sigmoids and ``tanh`` with their own vectorised
+    ``exp`` (absolute error below 4e-7); float64 runs the forward pass in
+    NumPy ufuncs (sigmoids as ``(1 + tanh(x/2)) / 2``).  The LSTM forward Op
+    also outputs the activated gates, which its gradient Op reuses instead of
+    recomputing; the GRU gradient recomputes its gates for all steps at once
+    with large GEMMs.  The recurrent weight gradient is accumulated with one
+    large GEMM over all ``T * B`` rows after the backward loop.  Without Numba
+    (or with ``fused._use_numba = False``) everything runs in NumPy ufuncs.
+    The small per-step GEMMs suffer when OpenBLAS runs several threads on a
+    busy machine (each step waits for a thread that is not scheduled);
+    ``OPENBLAS_NUM_THREADS=1`` is then much faster.
 NUMBA
     PyTensor 3.0.7's Numba linker has no implementation for an Op that only
     defines ``perform``: its fallback (``generate_fallback_impl``) calls
@@ -192,6 +195,18 @@ def _lstm_forward(xw, U, c0, h0, mask, op_name="LSTMSequence"):
     cs = np.empty((T, B, H), dt)
     hs = np.empty((T, B, H), dt)
     gates = np.empty((T, B, G), dt)
+    kernels = _numba_kernels(dt)
+    if kernels is not None:
+        # per step: one GEMM, then one compiled pass over the gates
+        xw, c0, h0 = (np.ascontiguousarray(a) for a in (xw, c0, h0))
+        ok = _ok_rows(valid, T, B)
+        z = np.empty((B, G), dt)
+        c, h = c0, h0
+        for t in range(T):
+            np.dot(h, U, out=z)
+            kernels.lstm_forward_step(z, xw[t], c, h, ok[t], gates[t], cs[t], hs[t])
+            c, h = cs[t], hs[t]
+        return cs, hs, gates
     tmp = np.empty((B, H), dt)
     scale, shift = _lstm_rows(H, dt)
     c, h = c0, h0
@@ -229,7 +244,7 @@ def _lstm_backward(xw, U, c0, h0, mask, cs, hs, gates, g_cs, g_hs, op_name="LSTM
     H = U.shape[0]
     _runtime_check(op_name, gates.shape == (T, B, G), f"gates must have shape {(T, B, G)}, received {gates.shape}")
     valid, padded = _valid_steps(mask, T, B, op_name)
-    kernel = _numba_kernel("lstm_backward_step") if _use_numba else None
+    kernels = _numba_kernels()
     dt = xw.dtype
     # With valid steps cs is the new cell; at padded rows it is the carried
     # one, but those rows' gate gradients are multiplied by 0 below.
@@ -238,15 +253,15 @@ def _lstm_backward(xw, U, c0, h0, mask, cs, hs, gates, g_cs, g_hs, op_name="LSTM
     g_xw = np.empty((T, B, G), dt)
     dh = np.zeros((B, H), dt)
     dc = np.zeros((B, H), dt)
-    if kernel is not None:
+    if kernels is not None:
         # one compiled pass per step over the gates (pure arithmetic: the
         # activations were saved by the forward pass); about 40% less time
         # than the NumPy path below for B=64, T=100, H=256.
         gates, cs, g_cs, g_hs, c0 = (np.ascontiguousarray(a) for a in (gates, cs, g_cs, g_hs, c0))
-        ok = np.ones((T, B), bool) if valid is None else np.ascontiguousarray(valid[:, :, 0])
+        ok = _ok_rows(valid, T, B)
         carry = np.empty((B, H), dt)
         for t in range(T - 1, -1, -1):
-            kernel(dh, dc, g_hs[t], g_cs[t], gates[t], tc[t], cs[t - 1] if t else c0, ok[t], g_xw[t], carry)
+            kernels.lstm_backward_step(dh, dc, g_hs[t], g_cs[t], gates[t], tc[t], cs[t - 1] if t else c0, ok[t], g_xw[t], carry)
             np.dot(g_xw[t], UT, out=dh)
             if padded is not None and padded[t]:
                 dh += carry
@@ -303,62 +318,26 @@ def _lstm_backward_loop(T, B, H, c0, cs, gates, tc, valid, padded, UT, g_xw, dh,
 
 # ============================================================= Numba kernels
 
-#: Use the compiled (Numba) step kernels where there is one; ``False`` forces
-#: the NumPy code (same results to rounding).
+#: Use the compiled (Numba) step kernels of :mod:`theano_lstm._kernels`;
+#: ``False`` forces the NumPy code (same results to rounding).
 _use_numba = True
-_kernels: dict = {}
 
 
-def _numba_kernel(name: str):
-    """The compiled kernel ``name``, built on first use (``None`` without Numba)."""
-    if name not in _kernels:
-        try:
-            import numba
-        except ImportError:  # pragma: no cover - numba is a PyTensor 3 dependency
-            _kernels[name] = None
-        else:
-            _kernels[name] = numba.njit(cache=True, fastmath=True, nogil=True)(_KERNEL_SOURCES[name])
-    return _kernels[name]
+def _numba_kernels(dtype=None):
+    """The kernels module, or ``None`` (Numba missing, turned off, or ``dtype``
+    given and not float32: the forward kernels' activations are float32-accurate)."""
+    if not _use_numba or (dtype is not None and np.dtype(dtype) != np.float32):
+        return None
+    try:
+        from theano_lstm import _kernels
+    except ImportError:  # pragma: no cover - numba is a PyTensor 3 dependency
+        return None
+    return _kernels
 
 
-def _lstm_backward_step(dh, dc, g_h, g_c, gates, tc, c_prev, valid, dz, carry_h):  # pragma: no cover - compiled
-    """One LSTM backward step in place, for ``(B, H)`` state arrays.
-
-    In: ``dh``/``dc`` the gradient reaching :math:`h_t, c_t` from step t+1,
-    ``g_h``/``g_c`` the output gradients of step t, ``gates`` ``(B, 4H)``
-    (activated ``i, f, g, o``), ``tc = tanh(c_t)``, ``c_prev`` = :math:`c_{t-1}`,
-    ``valid`` ``(B,)`` bool.  Out: ``dz`` ``(B, 4H)`` the gradient of the gate
-    pre-activations, ``dc`` the gradient reaching :math:`c_{t-1}`, and
-    ``carry_h`` the part of the gradient reaching :math:`h_{t-1}` that skips
-    the recurrent product (padded rows).  ``dh`` is left for the caller's
-    ``dz @ U.T``.
-    """
-    B, H = dh.shape
-    for b in range(B):
-        if valid[b]:
-            for j in range(H):
-                i = gates[b, j]
-                f = gates[b, H + j]
-                g = gates[b, 2 * H + j]
-                o = gates[b, 3 * H + j]
-                t = tc[b, j]
-                dhv = dh[b, j] + g_h[b, j]
-                dcv = dc[b, j] + g_c[b, j] + dhv * o * (1 - t * t)
-                dz[b, j] = dcv * g * i * (1 - i)
-                dz[b, H + j] = dcv * c_prev[b, j] * f * (1 - f)
-                dz[b, 2 * H + j] = dcv * i * (1 - g * g)
-                dz[b, 3 * H + j] = dhv * t * o * (1 - o)
-                dc[b, j] = dcv * f
-                carry_h[b, j] = 0
-        else:
-            for j in range(H):
-                carry_h[b, j] = dh[b, j] + g_h[b, j]
-                dc[b, j] = dc[b, j] + g_c[b, j]
-            for j in range(4 * H):
-                dz[b, j] = 0
-
-
-_KERNEL_SOURCES = {"lstm_backward_step": _lstm_backward_step}
+def _ok_rows(valid, T, B):
+    """``(T, B)`` C-contiguous bool validity for the kernels (all true without padding)."""
+    return np.ones((T, B), bool) if valid is None else np.ascontiguousarray(valid[:, :, 0])
 
 
 # ================================================================= GRU (NumPy)
@@ -395,6 +374,9 @@ def _gru_forward(reset, xw, W1, W2, h0, mask, op_name="GRUSequence"):
         gates = np.empty((B, 2 * H), dt)
         r, z = gates[:, :H], gates[:, H:]
         n = np.empty((B, H), dt)
+    kernels = _numba_kernels(dt)
+    if kernels is not None:
+        return _gru_forward_compiled(kernels, reset, xw, W1, W2, h0, _ok_rows(valid, T, B), hs)
     h = h0
     for t in range(T):
         x = xw[t]
@@ -421,6 +403,30 @@ def _gru_forward(reset, xw, W1, W2, h0, mask, op_name="GRUSequence"):
         if padded is not None and padded[t]:
             np.copyto(h_new, h, where=~valid[t])
         h = h_new
+    return hs
+
+
+def _gru_forward_compiled(kernels, reset, xw, W1, W2, h0, ok, hs):
+    """:func:`_gru_forward` with the per-step arithmetic in compiled kernels (float32)."""
+    T, B, H = hs.shape
+    xw, h0, W1, W2 = (np.ascontiguousarray(a) for a in (xw, h0, W1, W2))
+    h = h0
+    if reset == "before":
+        rz = np.empty((B, 2 * H), xw.dtype)
+        rh = np.empty((B, H), xw.dtype)
+        n = np.empty((B, H), xw.dtype)
+        for t in range(T):
+            np.dot(h, W1, out=rz)
+            kernels.gru_before_gates(rz, xw[t], h, rh)
+            np.dot(rh, W2, out=n)
+            kernels.gru_before_state(n, xw[t], rz, h, ok[t], hs[t])
+            h = hs[t]
+    else:
+        hu = np.empty((B, 3 * H), xw.dtype)
+        for t in range(T):
+            np.dot(h, W1, out=hu)
+            kernels.gru_after_step(hu, W2, xw[t], h, ok[t], hs[t])
+            h = hs[t]
     return hs
 
 
@@ -466,33 +472,52 @@ def _gru_backward(reset, xw, W1, W2, h0, mask, hs, g_hs, op_name="GRUSequenceGra
     else:
         UT = np.ascontiguousarray(U.T)
         g_hu = np.empty((T, B, 3 * H), dt)
-    for t in range(T - 1, -1, -1):
-        dh += g_hs[t]
-        masked = padded is not None and padded[t]
-        if masked:
-            v = valid[t]
-            carry = np.where(v, 0, dh)
-            dh *= v
-        gx = g_xw[t]
-        dn, dz = gx[:, 2 * H :], gx[:, H : 2 * H]
-        np.multiply(dh, An[t], out=dn)
-        np.multiply(dh, Az[t], out=dz)
-        if reset == "before":
-            np.dot(dn, U_nT, out=drh)
-            np.multiply(drh, Ar[t], out=gx[:, :H])
-            dh *= z[t]
-            np.multiply(drh, r[t], out=tmp)
+    kernels = _numba_kernels()
+    if kernels is not None:
+        ok = _ok_rows(valid, T, B)
+        carry = np.empty((B, H), dt)
+        g_hs = np.ascontiguousarray(g_hs)
+        for t in range(T - 1, -1, -1):
+            gx = g_xw[t]
+            kernels.gru_backward_head(dh, g_hs[t], ok[t], An[t], Az[t], gx, carry)
+            if reset == "before":
+                np.dot(gx[:, 2 * H :], U_nT, out=drh)
+                kernels.gru_backward_reset(drh, Ar[t], r[t], z[t], dh, gx)
+                np.dot(gx[:, : 2 * H], U_rzT, out=tmp)
+            else:
+                kernels.gru_backward_after(gx, Ar[t], r[t], z[t], dh, g_hu[t])
+                np.dot(g_hu[t], UT, out=tmp)
             dh += tmp
-            dh += np.dot(gx[:, : 2 * H], U_rzT)
-        else:
-            ghu = g_hu[t]
-            np.multiply(dn, Ar[t], out=gx[:, :H])
-            ghu[:, : 2 * H] = gx[:, : 2 * H]
-            np.multiply(dn, r[t], out=ghu[:, 2 * H :])
-            dh *= z[t]
-            dh += np.dot(ghu, UT)
-        if masked:
-            dh += carry
+            if padded is not None and padded[t]:
+                dh += carry
+    else:
+        for t in range(T - 1, -1, -1):
+            dh += g_hs[t]
+            masked = padded is not None and padded[t]
+            if masked:
+                v = valid[t]
+                carry = np.where(v, 0, dh)
+                dh *= v
+            gx = g_xw[t]
+            dn, dz = gx[:, 2 * H :], gx[:, H : 2 * H]
+            np.multiply(dh, An[t], out=dn)
+            np.multiply(dh, Az[t], out=dz)
+            if reset == "before":
+                np.dot(dn, U_nT, out=drh)
+                np.multiply(drh, Ar[t], out=gx[:, :H])
+                dh *= z[t]
+                np.multiply(drh, r[t], out=tmp)
+                dh += tmp
+                dh += np.dot(gx[:, : 2 * H], U_rzT)
+            else:
+                ghu = g_hu[t]
+                np.multiply(dn, Ar[t], out=gx[:, :H])
+                ghu[:, : 2 * H] = gx[:, : 2 * H]
+                np.multiply(dn, r[t], out=ghu[:, 2 * H :])
+                dh *= z[t]
+                dh += np.dot(ghu, UT)
+            if masked:
+                dh += carry
     g2 = g_xw.reshape(T * B, 3 * H)
     if reset == "before":
         g_W1 = np.dot(hp2.T, g2[:, : 2 * H])
