@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import sys
 from collections.abc import Mapping, Sequence
 
@@ -86,7 +87,32 @@ def add_common_arguments(parser: argparse.ArgumentParser, plot_default: str | No
         default=plot_default,
         help="write a learning-curve PNG there (needs matplotlib; skipped otherwise)",
     )
-    parser.add_argument("--quiet", action="store_true", help="no per-epoch progress output")
+    parser.add_argument("--quiet", action="store_true", help="no per-epoch progress output (the results are still printed)")
+
+
+def run_main(main, args: argparse.Namespace, results=None, uses: Sequence[str] = (), **overrides):
+    """Call an example's ``main`` with its parsed command line.
+
+    Each parameter of ``main`` takes the option of the same name, ``verbose``
+    is ``not --quiet``, and ``overrides`` (values computed from options, such
+    as ``clip=None if args.no_clip else args.clip``) win.  Every option must
+    end up used (by name, or listed in ``uses`` when an override reads it), so
+    an option that ``main`` does not take is an error, not silently ignored.
+    With ``--quiet``, ``results(out)`` (the result lines) is printed, since
+    ``main`` printed nothing.
+    """
+    params = inspect.signature(main).parameters
+    kwargs = {name: value for name, value in vars(args).items() if name in params}
+    if "verbose" in params:
+        kwargs["verbose"] = not args.quiet
+    kwargs.update(overrides)
+    unused = set(vars(args)) - set(kwargs) - set(uses) - {"quiet"}
+    if unused:
+        raise TypeError(f"{main.__module__}.main takes no parameter for the options {sorted(unused)}")
+    out = main(**kwargs)
+    if args.quiet and results is not None:
+        print(results(out))
+    return out
 
 
 def resolve_mode(mode):

@@ -840,31 +840,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cli(argv=None) -> dict:
-    """Parse ``argv`` and run :func:`main`."""
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run :func:`main`; returns what it returned."""
     args = _parser().parse_args(argv)
-    return main(
-        corpus=args.corpus,
-        max_chars=args.max_chars,
-        cell=args.cell,
-        embedding_size=args.embedding_size,
-        hidden_size=args.hidden_size,
-        layers=args.layers,
-        batch_size=args.batch_size,
-        bptt=args.bptt,
-        epochs=args.epochs,
-        lr=args.lr,
-        lr_decay=args.lr_decay,
-        clip=None if args.no_clip else args.clip,
-        dropout=args.dropout,
-        valid_fraction=args.valid_fraction,
-        prime=args.prime,
-        sample_length=args.sample_length,
-        temperature=args.temperature,
-        seed=args.seed,
-        mode=args.mode,
-        plot=args.plot,
-        verbose=not args.quiet,
-    )
+    return _common.run_main(main, args, format_results, uses=["no_clip"], clip=None if args.no_clip else args.clip)
 
 
 if __name__ == "__main__":

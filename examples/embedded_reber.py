@@ -431,32 +431,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cli(argv=None) -> dict:
-    """Parse ``argv`` and run :func:`main`."""
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run :func:`main`; returns what it returned."""
     args = _parser().parse_args(argv)
-    mode = args.mode
-    return main(
-        models=args.models,
-        hidden_size=args.hidden_size,
-        elman_hidden_size=args.elman_hidden_size,
-        n_train=args.n_train,
-        n_valid=args.n_valid,
-        n_test=args.n_test,
-        batch_size=args.batch_size,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        forget_bias=args.forget_bias,
-        clip=args.clip,
-        max_epochs=args.max_epochs,
-        target=args.target,
-        stop_accuracy=args.stop_accuracy,
-        patience=args.patience,
-        min_length=args.min_length,
-        max_length=args.max_length,
-        seed=args.seed,
-        mode=mode,
-        plot=args.plot,
-        verbose=not args.quiet,
-    )
+    return _common.run_main(main, args, format_results)
 
 
 if __name__ == "__main__":

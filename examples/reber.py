@@ -781,25 +781,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cli(argv=None) -> dict:
-    """Parse ``argv`` and run :func:`main`."""
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run :func:`main`; returns what it returned."""
     args = _parser().parse_args(argv)
-    return main(
-        hidden_size=args.hidden_size,
-        n_train=args.n_train,
-        n_test=args.n_test,
-        batch_size=args.batch_size,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        epochs=args.epochs,
-        min_length=args.min_length,
-        max_length=args.max_length,
-        n_samples=args.n_samples,
-        temperature=args.temperature,
-        seed=args.seed,
-        mode=args.mode,
-        plot=args.plot,
-        verbose=not args.quiet,
-    )
+    return _common.run_main(main, args)
 
 
 if __name__ == "__main__":

@@ -453,24 +453,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cli(argv=None) -> dict:
-    """Parse ``argv`` and run :func:`main`."""
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run :func:`main`; returns what it returned."""
     args = _parser().parse_args(argv)
-    return main(
-        hidden_size=args.hidden_size,
-        length=args.length,
-        batch_size=args.batch_size,
-        steps_per_epoch=args.steps_per_epoch,
-        epochs=args.epochs,
-        n_test=args.n_test,
-        lr=args.lr,
-        clip=None if args.no_clip else args.clip,
-        min_step=args.min_step,
-        max_step=args.max_step,
-        seed=args.seed,
-        mode=args.mode,
-        plot=args.plot,
-        verbose=not args.quiet,
-    )
+    return _common.run_main(main, args, format_results, uses=["no_clip"], clip=None if args.no_clip else args.clip)
 
 
 if __name__ == "__main__":

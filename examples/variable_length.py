@@ -561,41 +561,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cli(argv=None) -> dict:
-    """Parse ``argv`` and run :func:`main`.
-
-    Parameters
-    ----------
-    argv : list of str, optional
-        Command-line arguments (default ``sys.argv[1:]``).
-
-    Returns
-    -------
-    dict
-        What :func:`main` returned.
-    """
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run :func:`main`; returns what it returned."""
     args = _parser().parse_args(argv)
-    out = main(
-        n_symbols=args.n_symbols,
-        min_length=args.min_length,
-        max_length=args.max_length,
-        hidden_sizes=args.hidden_sizes,
-        n_train=args.n_train,
-        n_test=args.n_test,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        loss=args.loss,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        max_norm=args.max_norm,
-        forget_bias=args.forget_bias,
-        seed=args.seed,
-        mode=args.mode,
-        plot=args.plot,
-        verbose=not args.quiet,
-    )
-    if args.quiet:  # --quiet drops the progress lines, not the results
-        print(format_results(out))
-    return out
+    return _common.run_main(main, args, format_results)
 
 
 if __name__ == "__main__":

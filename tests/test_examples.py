@@ -362,6 +362,56 @@ def test_help(name, capsys):
     assert "--seed" in text and "--plot" in text and "--mode" in text
 
 
+EXAMPLES = ["reber", "embedded_reber", "sine", "char_lm", "variable_length", "pendulum"]
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+@pytest.mark.parametrize("quiet", [False, True], ids=["verbose", "quiet"])
+def test_cli_passes_every_option_to_main(name, quiet, monkeypatch, capsys):
+    """Every command-line option reaches a parameter of ``main`` (defaults: the same
+    values), and ``--quiet`` still prints the results."""
+    import functools
+    import inspect
+
+    module = load_example(name)
+    real = module.main
+    calls = []
+
+    @functools.wraps(real)  # same signature, so the option mapping sees main's parameters
+    def fake(**kwargs):
+        calls.append(kwargs)
+        return {"fake": True}
+
+    monkeypatch.setattr(module, "main", fake)
+    if hasattr(module, "format_results"):
+        monkeypatch.setattr(module, "format_results", lambda out: f"RESULTS {out}")
+    assert module.cli(["--seed", "3"] + (["--quiet"] if quiet else [])) == {"fake": True}
+    (kwargs,) = calls
+    params = inspect.signature(real).parameters
+    assert set(kwargs) <= set(params)
+    assert kwargs["seed"] == 3 and kwargs["verbose"] is not quiet
+    # the parser's defaults agree with main's own (other than the mode choice)
+    for key, value in kwargs.items():
+        default = params[key].default
+        if key not in ("seed", "verbose", "mode", "plot") and default is not inspect.Parameter.empty:
+            assert value == default or (isinstance(default, tuple) and tuple(value) == default), (key, value, default)
+    printed = capsys.readouterr().out
+    assert ("RESULTS" in printed) == (quiet and hasattr(module, "format_results"))
+
+
+def test_run_main_refuses_an_option_main_does_not_take():
+    import argparse
+
+    common = load_example("reber")._common
+
+    def main(seed=0, verbose=True):
+        return {"seed": seed, "verbose": verbose}
+
+    assert common.run_main(main, argparse.Namespace(seed=2, quiet=True)) == {"seed": 2, "verbose": False}
+    with pytest.raises(TypeError, match=r"no parameter for the options \['bogus'\]"):
+        common.run_main(main, argparse.Namespace(seed=2, quiet=False, bogus=1))
+
+
 def test_embedded_reber_rejects_bad_arguments(embedded_reber):
     with pytest.raises(ValueError, match="models"):
         embedded_reber.main(models=["gru"], verbose=False)
