@@ -38,7 +38,6 @@ def rng():
     return np.random.default_rng(1234)
 
 
-
 @pytest.fixture(autouse=True)
 def _plain_progress_lines(monkeypatch):
     """The examples print tqdm bars when tqdm is installed (the ``progress`` extra);

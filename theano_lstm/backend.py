@@ -329,8 +329,7 @@ _PYTENSOR_MODE = {
     "numba": "NUMBA",
     "jax": "JAX",
     "gpu": "JAX",
-    "fast_compile": None,  # see _python_mode
-}
+}  # "fast_compile" is the library's own mode: _python_mode
 
 
 @functools.lru_cache(maxsize=None)
