@@ -171,7 +171,7 @@ def _forward_values(kind, rng, H, dtype):
 def _forward(kind, values, mask):
     if kind == "lstm":
         return fused._lstm_forward(*values, mask)
-    return (fused._gru_forward(kind, *values, mask),)
+    return fused._gru_forward(kind, *values, mask)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "before", "after"])
@@ -217,12 +217,12 @@ def test_gru_backward_numba_kernels_equal_numpy_loop(reset, dtype, tol, monkeypa
     rng = np.random.default_rng(6)
     mask = padded_mask()
     values = _forward_values(reset, rng, 3, dtype)
-    hs = fused._gru_forward(reset, *values, mask)
+    hs, acts = fused._gru_forward(reset, *values, mask)
     g_hs = rng.normal(size=hs.shape).astype(dtype)
     results = []
     for use in (True, False):
         monkeypatch.setattr(fused, "_use_numba", use)
-        results.append(fused._gru_backward(reset, *values, mask, hs, g_hs))
+        results.append(fused._gru_backward(reset, *values, mask, hs, acts, g_hs))
     for a, b in zip(*results):
         assert a.dtype == b.dtype == dtype
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)

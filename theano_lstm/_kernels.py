@@ -70,37 +70,45 @@ def _tanh32(x):
 
 
 # ===================================================================== LSTM
+#
+# Every kernel takes row views and then per-block slices (``gb[:H]``,
+# ``gb[H:2*H]``, ...) of them before its inner loops.  Indexing one wide
+# array at ``k``, ``H + k``, ... instead makes LLVM either guard every loop
+# with run-time overlap checks between all the offsets or give up
+# vectorising: the sliced kernels are 1.6x (forward) to 2.5x (backward)
+# faster at B=64, H=256.
 
 
 @_jit
 def lstm_forward_step(z, x, c_prev, h_prev, valid, gates, c_new, h_new):  # pragma: no cover - compiled
     r"""One LSTM step after the recurrent GEMM, float32, all ``(B, .)`` arrays C-contiguous.
 
-    ``z = h_{t-1} U`` ``(B, 4H)``, ``x`` the step's input projection ``(B, 4H)``,
-    ``valid`` ``(B,)`` bool.  Writes the activated gates
-    :math:`i, f = \sigma(\cdot), g = \tanh(\cdot), o = \sigma(\cdot)` to ``gates``,
-    :math:`c_t = f c_{t-1} + i g` to ``c_new`` and :math:`h_t = o \tanh(c_t)` to
-    ``h_new``; a padded row (``valid[b]`` false) carries ``c_prev``/``h_prev``.
+    ``z = h_{t-1} U`` ``(B, 4H)`` (overwritten: scratch), ``x`` the step's
+    input projection ``(B, 4H)``, ``valid`` ``(B,)`` bool.  Writes the
+    activated gates :math:`i, f = \sigma(\cdot), g = \tanh(\cdot), o = \sigma(\cdot)`
+    to ``gates``, :math:`c_t = f c_{t-1} + i g` to ``c_new`` and
+    :math:`h_t = o \tanh(c_t)` to ``h_new``; a padded row (``valid[b]``
+    false) carries ``c_prev``/``h_prev``.
     """
     B, G = z.shape
     H = G // 4
-    # Short loops with few arrays each: LLVM vectorises a loop only when it
-    # can rule out overlap of its arrays at run time, and gives up beyond a
-    # handful of pairs (one loop over everything ran scalar, 3x slower).
     for b in range(B):
         zb, xb, gb = z[b], x[b], gates[b]
+        for k in range(G):
+            zb[k] = zb[k] + xb[k]
         for k in range(2 * H):
-            gb[k] = _sigmoid32(zb[k] + xb[k])
+            gb[k] = _sigmoid32(zb[k])
         for k in range(2 * H, 3 * H):
-            gb[k] = _tanh32(zb[k] + xb[k])
+            gb[k] = _tanh32(zb[k])
         for k in range(3 * H, G):
-            gb[k] = _sigmoid32(zb[k] + xb[k])
+            gb[k] = _sigmoid32(zb[k])
         cp, cn, hn = c_prev[b], c_new[b], h_new[b]
         if valid[b]:
+            gi, gf, gg, go = gb[:H], gb[H : 2 * H], gb[2 * H : 3 * H], gb[3 * H :]
             for j in range(H):
-                c = gb[H + j] * cp[j] + gb[j] * gb[2 * H + j]
-                cn[j] = c
-                hn[j] = gb[3 * H + j] * _tanh32(c)
+                cn[j] = gf[j] * cp[j] + gi[j] * gg[j]
+            for j in range(H):
+                hn[j] = go[j] * _tanh32(cn[j])
         else:
             hp = h_prev[b]
             for j in range(H):
@@ -123,132 +131,161 @@ def lstm_backward_step(dh, dc, g_h, g_c, gates, tc, c_prev, valid, dz, carry_h):
     """
     B, H = dh.shape
     for b in range(B):
+        dhb, dcb, ghb, gcb, cab, zb = dh[b], dc[b], g_h[b], g_c[b], carry_h[b], dz[b]
         if valid[b]:
+            gb, tb, cpb = gates[b], tc[b], c_prev[b]
+            gi, gf, gg, go = gb[:H], gb[H : 2 * H], gb[2 * H : 3 * H], gb[3 * H :]
+            zi, zf, zg, zo = zb[:H], zb[H : 2 * H], zb[2 * H : 3 * H], zb[3 * H :]
             for j in range(H):
-                i = gates[b, j]
-                f = gates[b, H + j]
-                g = gates[b, 2 * H + j]
-                o = gates[b, 3 * H + j]
-                t = tc[b, j]
-                dhv = dh[b, j] + g_h[b, j]
-                dcv = dc[b, j] + g_c[b, j] + dhv * o * (1 - t * t)
-                dz[b, j] = dcv * g * i * (1 - i)
-                dz[b, H + j] = dcv * c_prev[b, j] * f * (1 - f)
-                dz[b, 2 * H + j] = dcv * i * (1 - g * g)
-                dz[b, 3 * H + j] = dhv * t * o * (1 - o)
-                dc[b, j] = dcv * f
-                carry_h[b, j] = 0
+                i, f, g, o, t = gi[j], gf[j], gg[j], go[j], tb[j]
+                dhv = dhb[j] + ghb[j]
+                dcv = dcb[j] + gcb[j] + dhv * o * (1 - t * t)
+                zi[j] = dcv * g * i * (1 - i)
+                zf[j] = dcv * cpb[j] * f * (1 - f)
+                zg[j] = dcv * i * (1 - g * g)
+                zo[j] = dhv * t * o * (1 - o)
+                dcb[j] = dcv * f
+                cab[j] = 0
         else:
             for j in range(H):
-                carry_h[b, j] = dh[b, j] + g_h[b, j]
-                dc[b, j] = dc[b, j] + g_c[b, j]
+                cab[j] = dhb[j] + ghb[j]
+                dcb[j] = dcb[j] + gcb[j]
             for j in range(4 * H):
-                dz[b, j] = 0
+                zb[j] = 0
 
 
 # ====================================================================== GRU
+#
+# ``acts`` (B, 4H) holds a step's blocks r, z, n, v: the gates, the candidate
+# and the operand the reset gate multiplies (r * h_{t-1} with the reset
+# before the product, h_{t-1} U_n + c_n after it).
 
 
 @_jit
-def gru_before_gates(rz, x, h_prev, rh):  # pragma: no cover - compiled
-    r"""GRU, reset before the product, part 1 (float32): ``rz`` ``(B, 2H)`` holds
-    ``h_{t-1} U_{rz}`` on entry and :math:`r, z = \sigma(\cdot + x_{rz})` on exit;
-    writes ``rh = r * h_{t-1}`` ``(B, H)`` for the second GEMM."""
+def gru_before_gates(rz, x, h_prev, acts):  # pragma: no cover - compiled
+    r"""GRU, reset before the product, part 1 (float32): ``rz = h_{t-1} U_{rz}``
+    ``(B, 2H)``; writes :math:`r, z = \sigma(rz + x_{rz})` and ``v = r * h_{t-1}``
+    (the second GEMM's left operand) into ``acts``."""
     B, H = h_prev.shape
     for b in range(B):
+        a, zb, xb, hp = acts[b], rz[b], x[b], h_prev[b]
+        for k in range(2 * H):
+            a[k] = _sigmoid32(zb[k] + xb[k])
+        ar, av = a[:H], a[3 * H :]
         for j in range(H):
-            r = _sigmoid32(rz[b, j] + x[b, j])
-            rz[b, j] = r
-            rz[b, H + j] = _sigmoid32(rz[b, H + j] + x[b, H + j])
-            rh[b, j] = r * h_prev[b, j]
+            av[j] = ar[j] * hp[j]
 
 
 @_jit
-def gru_before_state(n, x, rz, h_prev, valid, h_new):  # pragma: no cover - compiled
-    r"""GRU, reset before the product, part 2 (float32): ``n`` ``(B, H)`` holds
-    ``(r h_{t-1}) U_n`` on entry; :math:`n = \tanh(\cdot + x_n)`,
+def gru_before_state(n, x, h_prev, valid, acts, h_new):  # pragma: no cover - compiled
+    r"""GRU, reset before the product, part 2 (float32): ``n = (r h_{t-1}) U_n``
+    ``(B, H)``; writes :math:`n = \tanh(n + x_n)` into ``acts`` and
     :math:`h_t = n + z (h_{t-1} - n)` into ``h_new`` (padded rows carry ``h_prev``)."""
     B, H = h_prev.shape
     for b in range(B):
-        if valid[b]:
-            for j in range(H):
-                nn = _tanh32(n[b, j] + x[b, 2 * H + j])
-                h_new[b, j] = nn + rz[b, H + j] * (h_prev[b, j] - nn)
-        else:
-            for j in range(H):
-                h_new[b, j] = h_prev[b, j]
+        a, nb, xn = acts[b], n[b], x[b, 2 * H :]
+        an = a[2 * H : 3 * H]
+        for j in range(H):
+            an[j] = _tanh32(nb[j] + xn[j])
+        _gru_blend(a[H : 2 * H], an, h_prev[b], valid[b], h_new[b])
+
+
+@_inline
+def _gru_blend(z, n, hp, ok, hn):
+    """``h_new = n + z (h_prev - n)`` for one row (``h_prev`` where the row is padded)."""
+    if ok:
+        for j in range(hn.shape[0]):
+            hn[j] = n[j] + z[j] * (hp[j] - n[j])
+    else:
+        for j in range(hn.shape[0]):
+            hn[j] = hp[j]
 
 
 @_jit
-def gru_after_step(hu, cb, x, h_prev, valid, h_new):  # pragma: no cover - compiled
+def gru_after_step(hu, cb, x, h_prev, valid, acts, h_new):  # pragma: no cover - compiled
     r"""GRU, reset after the product (float32): ``hu = h_{t-1} U`` ``(B, 3H)``, ``cb``
-    ``(3H,)`` the recurrent bias; :math:`r, z = \sigma(x_{rz} + hu_{rz} + c_{rz})`,
-    :math:`n = \tanh(x_n + r (hu_n + c_n))`, :math:`h_t = n + z (h_{t-1} - n)`."""
+    ``(3H,)`` the recurrent bias; writes :math:`r, z = \sigma(x_{rz} + hu_{rz} + c_{rz})`,
+    :math:`v = hu_n + c_n` and :math:`n = \tanh(x_n + r v)` into ``acts`` and
+    :math:`h_t = n + z (h_{t-1} - n)` into ``h_new`` (padded rows carry ``h_prev``)."""
     B, H = h_prev.shape
+    cn = cb[2 * H :]
     for b in range(B):
-        if valid[b]:
-            for j in range(H):
-                r = _sigmoid32(x[b, j] + hu[b, j] + cb[j])
-                z = _sigmoid32(x[b, H + j] + hu[b, H + j] + cb[H + j])
-                nn = _tanh32(x[b, 2 * H + j] + r * (hu[b, 2 * H + j] + cb[2 * H + j]))
-                h_new[b, j] = nn + z * (h_prev[b, j] - nn)
-        else:
-            for j in range(H):
-                h_new[b, j] = h_prev[b, j]
+        a, hb, xb = acts[b], hu[b], x[b]
+        for k in range(2 * H):
+            a[k] = _sigmoid32(xb[k] + hb[k] + cb[k])
+        ar, an, av, hn_, xn = a[:H], a[2 * H : 3 * H], a[3 * H :], hb[2 * H :], xb[2 * H :]
+        for j in range(H):
+            v = hn_[j] + cn[j]
+            av[j] = v
+            an[j] = _tanh32(xn[j] + ar[j] * v)
+        _gru_blend(a[H : 2 * H], an, h_prev[b], valid[b], h_new[b])
 
 
 @_jit
-def gru_backward_head(dh, g_h, valid, An, Az, gx, carry):  # pragma: no cover - compiled
-    """GRU backward step, first part (float32 or float64), ``(B, H)`` arrays unless noted.
+def gru_backward_head(dh, g_h, valid, acts, h_prev, gx, carry):  # pragma: no cover - compiled
+    r"""GRU backward step, first part (float32 or float64), ``(B, H)`` arrays unless noted.
 
-    ``dh`` += ``g_h``; then for valid rows ``gx[:, 2H:] = dh * An`` (the
-    gradient of the candidate's pre-activation) and ``gx[:, H:2H] = dh * Az``
-    (of the update gate's), ``carry = 0``; for padded rows those are 0,
-    ``carry = dh`` and ``dh = 0`` (the gradient skips the step).  ``gx`` is
-    ``(B, 3H)``.
+    ``dh`` += ``g_h``; then for valid rows the gradients of the candidate's
+    and the update gate's pre-activations,
+    :math:`gx_n = dh (1 - z)(1 - n^2)` and :math:`gx_z = dh (h_{t-1} - n) z (1 - z)`,
+    go to ``gx`` ``(B, 3H)`` and ``carry = 0``; for padded rows those are 0,
+    ``carry = dh`` and ``dh = 0`` (the gradient skips the step).
     """
     B, H = dh.shape
     for b in range(B):
+        dhb, ghb, cab, gxb = dh[b], g_h[b], carry[b], gx[b]
+        gz, gn = gxb[H : 2 * H], gxb[2 * H :]
         if valid[b]:
+            a, hp = acts[b], h_prev[b]
+            az, an = a[H : 2 * H], a[2 * H : 3 * H]
             for j in range(H):
-                d = dh[b, j] + g_h[b, j]
-                dh[b, j] = d
-                gx[b, 2 * H + j] = d * An[b, j]
-                gx[b, H + j] = d * Az[b, j]
-                carry[b, j] = 0
+                d = dhb[j] + ghb[j]
+                z, n = az[j], an[j]
+                dhb[j] = d
+                gn[j] = d * (1 - z) * (1 - n * n)
+                gz[j] = d * (hp[j] - n) * z * (1 - z)
+                cab[j] = 0
         else:
             for j in range(H):
-                carry[b, j] = dh[b, j] + g_h[b, j]
-                dh[b, j] = 0
-                gx[b, 2 * H + j] = 0
-                gx[b, H + j] = 0
+                cab[j] = dhb[j] + ghb[j]
+                dhb[j] = 0
+                gn[j] = 0
+                gz[j] = 0
 
 
 @_jit
-def gru_backward_reset(dr, Ar, r, z, dh, gx):  # pragma: no cover - compiled
-    """GRU backward, the reset gate (float32 or float64): ``dr`` ``(B, H)`` is the
-    gradient reaching ``r * (h or hu_n)``; writes ``gx[:, :H] = dr * Ar`` and
-    ``dh = dh * z + dr * r`` (reset before the product)."""
+def gru_backward_reset(dr, acts, h_prev, dh, gx):  # pragma: no cover - compiled
+    r"""GRU backward, reset before the product (float32 or float64): ``dr`` ``(B, H)``
+    is the gradient reaching :math:`r h_{t-1}`; writes :math:`gx_r = dr\, h_{t-1} r (1 - r)`
+    and :math:`dh = dh\, z + dr\, r`."""
     B, H = dh.shape
     for b in range(B):
+        drb, hp, dhb, gr = dr[b], h_prev[b], dh[b], gx[b, :H]
+        a = acts[b]
+        ar, az = a[:H], a[H : 2 * H]
         for j in range(H):
-            gx[b, j] = dr[b, j] * Ar[b, j]
-            dh[b, j] = dh[b, j] * z[b, j] + dr[b, j] * r[b, j]
+            r = ar[j]
+            gr[j] = drb[j] * hp[j] * r * (1 - r)
+            dhb[j] = dhb[j] * az[j] + drb[j] * r
 
 
 @_jit
-def gru_backward_after(gx, Ar, r, z, dh, ghu):  # pragma: no cover - compiled
-    """GRU backward, reset after the product (float32 or float64), after
-    :func:`gru_backward_head`: ``gx[:, :H] = dn * Ar``, ``ghu`` ``(B, 3H)`` the
-    gradient of ``h_{t-1} U + c`` (``gx``'s r and z blocks, then ``dn * r``),
-    and ``dh = dh * z``; ``dn = gx[:, 2H:]``."""
+def gru_backward_after(gx, acts, dh, ghu):  # pragma: no cover - compiled
+    r"""GRU backward, reset after the product (float32 or float64), after
+    :func:`gru_backward_head`: with ``dn = gx[:, 2H:]``, writes
+    :math:`gx_r = dn\, v\, r (1 - r)`, ``ghu`` ``(B, 3H)`` the gradient of
+    :math:`h_{t-1} U + c` (``gx_r, gx_z, dn r``), and ``dh = dh z``."""
     B, H = dh.shape
     for b in range(B):
+        gxb, a, dhb, gub = gx[b], acts[b], dh[b], ghu[b]
+        xr, xz, xn = gxb[:H], gxb[H : 2 * H], gxb[2 * H :]
+        ar, az, av = a[:H], a[H : 2 * H], a[3 * H :]
+        ur, uz, un = gub[:H], gub[H : 2 * H], gub[2 * H :]
         for j in range(H):
-            dn = gx[b, 2 * H + j]
-            gr = dn * Ar[b, j]
-            gx[b, j] = gr
-            ghu[b, j] = gr
-            ghu[b, H + j] = gx[b, H + j]
-            ghu[b, 2 * H + j] = dn * r[b, j]
-            dh[b, j] = dh[b, j] * z[b, j]
+            dn, r = xn[j], ar[j]
+            g = dn * av[j] * r * (1 - r)
+            xr[j] = g
+            ur[j] = g
+            uz[j] = xz[j]
+            un[j] = dn * r
+            dhb[j] = dhb[j] * az[j]

@@ -27,9 +27,9 @@ C / CVM (and FAST_COMPILE, FAST_RUN)
     kernels compute the sigmoids and ``tanh`` with their own vectorised
     ``exp`` (absolute error below 4e-7); float64 runs the forward pass in
     NumPy ufuncs (sigmoids as ``(1 + tanh(x/2)) / 2``).  The LSTM forward Op
-    also outputs the activated gates, which its gradient Op reuses instead of
-    recomputing; the GRU gradient recomputes its gates for all steps at once
-    with large GEMMs.  The recurrent weight gradient is accumulated with one
+    also outputs the activated gates, and the GRU forward Op its gates, candidate
+    and the reset gate's operand, which the gradient Ops reuse instead of
+    recomputing them.  The recurrent weight gradient is accumulated with one
     large GEMM over all ``T * B`` rows after the backward loop.  Without Numba
     (or with ``fused._use_numba = False``) everything runs in NumPy ufuncs.
     The small per-step GEMMs suffer when OpenBLAS runs several threads on a
@@ -267,13 +267,8 @@ def _lstm_backward(xw, U, c0, h0, mask, cs, hs, gates, g_cs, g_hs, op_name="LSTM
                 dh += carry
     else:
         _lstm_backward_loop(T, B, H, c0, cs, gates, tc, valid, padded, UT, g_xw, dh, dc, g_cs, g_hs)
-    # g_U = [h0; hs[:-1]]^T g_xw over all T*B rows: two GEMMs, no copy of hs
-    if T == 0:
-        return g_xw, np.zeros_like(U), dc, dh
-    g_U = np.dot(np.asarray(h0).T, g_xw[0])
-    if T > 1:
-        g_U += np.dot(hs[:-1].reshape((T - 1) * B, H).T, g_xw[1:].reshape((T - 1) * B, G))
-    return g_xw, g_U, dc, dh
+    # g_U = [h0; hs[:-1]]^T g_xw over all T*B rows
+    return g_xw, _rows_gemm(h0, hs, g_xw), dc, dh
 
 
 def _lstm_backward_loop(T, B, H, c0, cs, gates, tc, valid, padded, UT, g_xw, dh, dc, g_cs, g_hs):
@@ -358,175 +353,168 @@ def _gru_check(op_name, reset, xw, W1, W2, h0):
 
 
 def _gru_forward(reset, xw, W1, W2, h0, mask, op_name="GRUSequence"):
+    """``(hs, acts)``: the states ``(T, B, H)`` and every step's activations
+    ``(T, B, 4H)`` in the blocks ``r, z, n, v`` with ``v = r * h_{t-1}``
+    (reset before) or ``v = h_{t-1} U_n + c_n`` (reset after), which the
+    backward pass reuses.  At padded steps they are those of the discarded update."""
     T, B, H = _gru_check(op_name, reset, xw, W1, W2, h0)
     valid, padded = _valid_steps(mask, T, B, op_name)
     dt = xw.dtype
     hs = np.empty((T, B, H), dt)
-    tmp = np.empty((B, H), dt)
-    if reset == "before":
-        U_rz, U_n = np.ascontiguousarray(W1), np.ascontiguousarray(W2)
-        rz = np.empty((B, 2 * H), dt)
-        n = np.empty((B, H), dt)
-        r, z = rz[:, :H], rz[:, H:]
-    else:
-        U, cb = np.ascontiguousarray(W1), W2
-        hu = np.empty((B, 3 * H), dt)
-        gates = np.empty((B, 2 * H), dt)
-        r, z = gates[:, :H], gates[:, H:]
-        n = np.empty((B, H), dt)
+    acts = np.empty((T, B, 4 * H), dt)
     kernels = _numba_kernels(dt)
     if kernels is not None:
-        return _gru_forward_compiled(kernels, reset, xw, W1, W2, h0, _ok_rows(valid, T, B), hs)
+        _gru_forward_compiled(kernels, reset, xw, W1, W2, h0, _ok_rows(valid, T, B), hs, acts)
+        return hs, acts
+    tmp = np.empty((B, H), dt)
+    W1 = np.ascontiguousarray(W1)
+    hu = np.empty((B, (2 if reset == "before" else 3) * H), dt)
     h = h0
     for t in range(T):
-        x = xw[t]
+        x, a = xw[t], acts[t]
+        rz, n, v = a[:, : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+        np.dot(h, W1, out=hu)
+        np.add(hu[:, : 2 * H], x[:, : 2 * H], out=rz)
         if reset == "before":
-            np.dot(h, U_rz, out=rz)
-            rz += x[:, : 2 * H]
             _sigmoid_(rz)
-            np.multiply(r, h, out=tmp)
-            np.dot(tmp, U_n, out=n)
-            n += x[:, 2 * H :]
+            np.multiply(rz[:, :H], h, out=v)
+            np.dot(v, W2, out=tmp)
+            np.add(tmp, x[:, 2 * H :], out=n)
         else:
-            np.dot(h, U, out=hu)
-            hu += cb
-            np.add(x[:, : 2 * H], hu[:, : 2 * H], out=gates)
-            _sigmoid_(gates)
-            np.multiply(r, hu[:, 2 * H :], out=n)
+            rz += W2[: 2 * H]
+            _sigmoid_(rz)
+            np.add(hu[:, 2 * H :], W2[2 * H :], out=v)
+            np.multiply(rz[:, :H], v, out=n)
             n += x[:, 2 * H :]
         np.tanh(n, out=n)
         # h_t = (1 - z) n + z h = n + z (h - n)
         h_new = hs[t]
         np.subtract(h, n, out=tmp)
-        tmp *= z
+        tmp *= rz[:, H:]
         np.add(n, tmp, out=h_new)
         if padded is not None and padded[t]:
             np.copyto(h_new, h, where=~valid[t])
         h = h_new
-    return hs
+    return hs, acts
 
 
-def _gru_forward_compiled(kernels, reset, xw, W1, W2, h0, ok, hs):
+def _gru_forward_compiled(kernels, reset, xw, W1, W2, h0, ok, hs, acts):
     """:func:`_gru_forward` with the per-step arithmetic in compiled kernels (float32)."""
     T, B, H = hs.shape
     xw, h0, W1, W2 = (np.ascontiguousarray(a) for a in (xw, h0, W1, W2))
     h = h0
     if reset == "before":
         rz = np.empty((B, 2 * H), xw.dtype)
-        rh = np.empty((B, H), xw.dtype)
         n = np.empty((B, H), xw.dtype)
         for t in range(T):
             np.dot(h, W1, out=rz)
-            kernels.gru_before_gates(rz, xw[t], h, rh)
-            np.dot(rh, W2, out=n)
-            kernels.gru_before_state(n, xw[t], rz, h, ok[t], hs[t])
+            kernels.gru_before_gates(rz, xw[t], h, acts[t])
+            np.dot(acts[t, :, 3 * H :], W2, out=n)
+            kernels.gru_before_state(n, xw[t], h, ok[t], acts[t], hs[t])
             h = hs[t]
     else:
         hu = np.empty((B, 3 * H), xw.dtype)
         for t in range(T):
             np.dot(h, W1, out=hu)
-            kernels.gru_after_step(hu, W2, xw[t], h, ok[t], hs[t])
+            kernels.gru_after_step(hu, W2, xw[t], h, ok[t], acts[t], hs[t])
             h = hs[t]
-    return hs
 
 
-def _gru_backward(reset, xw, W1, W2, h0, mask, hs, g_hs, op_name="GRUSequenceGrad"):
+def _gru_backward(reset, xw, W1, W2, h0, mask, hs, acts, g_hs, op_name="GRUSequenceGrad"):
     T, B, H = _gru_check(op_name, reset, xw, W1, W2, h0)
+    _runtime_check(op_name, acts.shape == (T, B, 4 * H), f"acts must have shape {(T, B, 4 * H)}, received {acts.shape}")
     valid, padded = _valid_steps(mask, T, B, op_name)
     dt = xw.dtype
-    h_prev = _shift(h0, hs)
-    hp2 = h_prev.reshape(T * B, H)
     g_xw = np.empty((T, B, 3 * H), dt)
-    # Recompute every step's gates with large GEMMs, then the local derivatives.
-    if reset == "before":
-        U_rz, U_n = W1, W2
-        RZ = np.dot(hp2, U_rz).reshape(T, B, 2 * H)
-        RZ += xw[:, :, : 2 * H]
-        _sigmoid_(RZ)
-        r, z = RZ[:, :, :H], RZ[:, :, H:]
-        RH = r * h_prev
-        N = np.dot(RH.reshape(T * B, H), U_n).reshape(T, B, H)
-        N += xw[:, :, 2 * H :]
-    else:
-        U, cb = W1, W2
-        HU = np.dot(hp2, U).reshape(T, B, 3 * H)
-        HU += cb
-        RZ = xw[:, :, : 2 * H] + HU[:, :, : 2 * H]
-        _sigmoid_(RZ)
-        r, z = RZ[:, :, :H], RZ[:, :, H:]
-        HUn = HU[:, :, 2 * H :]
-        N = r * HUn
-        N += xw[:, :, 2 * H :]
-    np.tanh(N, out=N)
-    # dn_pre = dh (1 - z)(1 - n^2); dz_pre = dh (h_prev - n) z (1 - z);
-    # dr_pre = d(r-scaled term) * (h_prev or hu_n) * r (1 - r).
-    An = (1 - z) * (1 - N * N)
-    Az = (h_prev - N) * (z * (1 - z))
-    Ar = (h_prev if reset == "before" else HUn) * (r * (1 - r))
     dh = np.zeros((B, H), dt)
     tmp = np.empty((B, H), dt)
     if reset == "before":
-        U_nT = np.ascontiguousarray(U_n.T)
-        U_rzT = np.ascontiguousarray(U_rz.T)
+        U_nT = np.ascontiguousarray(W2.T)
+        U_rzT = np.ascontiguousarray(W1.T)
         drh = np.empty((B, H), dt)
     else:
-        UT = np.ascontiguousarray(U.T)
+        UT = np.ascontiguousarray(W1.T)
         g_hu = np.empty((T, B, 3 * H), dt)
     kernels = _numba_kernels()
     if kernels is not None:
         ok = _ok_rows(valid, T, B)
         carry = np.empty((B, H), dt)
-        g_hs = np.ascontiguousarray(g_hs)
+        acts, hs, g_hs, h0 = (np.ascontiguousarray(a) for a in (acts, hs, g_hs, h0))
         for t in range(T - 1, -1, -1):
-            gx = g_xw[t]
-            kernels.gru_backward_head(dh, g_hs[t], ok[t], An[t], Az[t], gx, carry)
+            gx, a, h_prev = g_xw[t], acts[t], hs[t - 1] if t else h0
+            kernels.gru_backward_head(dh, g_hs[t], ok[t], a, h_prev, gx, carry)
             if reset == "before":
                 np.dot(gx[:, 2 * H :], U_nT, out=drh)
-                kernels.gru_backward_reset(drh, Ar[t], r[t], z[t], dh, gx)
+                kernels.gru_backward_reset(drh, a, h_prev, dh, gx)
                 np.dot(gx[:, : 2 * H], U_rzT, out=tmp)
             else:
-                kernels.gru_backward_after(gx, Ar[t], r[t], z[t], dh, g_hu[t])
+                kernels.gru_backward_after(gx, a, dh, g_hu[t])
                 np.dot(g_hu[t], UT, out=tmp)
             dh += tmp
             if padded is not None and padded[t]:
                 dh += carry
     else:
-        for t in range(T - 1, -1, -1):
-            dh += g_hs[t]
-            masked = padded is not None and padded[t]
-            if masked:
-                v = valid[t]
-                carry = np.where(v, 0, dh)
-                dh *= v
-            gx = g_xw[t]
-            dn, dz = gx[:, 2 * H :], gx[:, H : 2 * H]
-            np.multiply(dh, An[t], out=dn)
-            np.multiply(dh, Az[t], out=dz)
-            if reset == "before":
-                np.dot(dn, U_nT, out=drh)
-                np.multiply(drh, Ar[t], out=gx[:, :H])
-                dh *= z[t]
-                np.multiply(drh, r[t], out=tmp)
-                dh += tmp
-                dh += np.dot(gx[:, : 2 * H], U_rzT)
-            else:
-                ghu = g_hu[t]
-                np.multiply(dn, Ar[t], out=gx[:, :H])
-                ghu[:, : 2 * H] = gx[:, : 2 * H]
-                np.multiply(dn, r[t], out=ghu[:, 2 * H :])
-                dh *= z[t]
-                dh += np.dot(ghu, UT)
-            if masked:
-                dh += carry
-    g2 = g_xw.reshape(T * B, 3 * H)
+        _gru_backward_loop(reset, acts, _shift(h0, hs), valid, padded, g_hs, g_xw, g_hu if reset == "after" else None,
+                           dh, tmp, UT if reset == "after" else (U_rzT, U_nT))
+    # weight gradients: GEMMs over all T * B rows ([h0; hs[:-1]] without a copy)
     if reset == "before":
-        g_W1 = np.dot(hp2.T, g2[:, : 2 * H])
-        g_W2 = np.dot(RH.reshape(T * B, H).T, g2[:, 2 * H :])
+        g_rz = g_xw[:, :, : 2 * H]
+        g_W1 = _rows_gemm(h0, hs, g_rz)
+        v = acts[:, :, 3 * H :].reshape(T * B, H)
+        g_W2 = np.dot(v.T, g_xw[:, :, 2 * H :].reshape(T * B, H))
     else:
-        ghu2 = g_hu.reshape(T * B, 3 * H)
-        g_W1 = np.dot(hp2.T, ghu2)
-        g_W2 = ghu2.sum(axis=0)
+        g_W1 = _rows_gemm(h0, hs, g_hu)
+        g_W2 = g_hu.reshape(T * B, 3 * H).sum(axis=0)
     return g_xw, g_W1, g_W2, dh
+
+
+def _rows_gemm(h0, hs, g):
+    """``[h0; hs[0]; ...; hs[T-2]]^T g`` summed over time and batch, ``(H, g.shape[-1])``, without building the shifted copy."""
+    T, B, H = hs.shape
+    if T == 0:
+        return np.zeros((H, g.shape[-1]), hs.dtype)
+    out = np.dot(np.asarray(h0).T, g[0])
+    if T > 1:
+        out += np.dot(hs[:-1].reshape((T - 1) * B, H).T, g[1:].reshape((T - 1) * B, g.shape[-1]))
+    return out
+
+
+def _gru_backward_loop(reset, acts, h_prev, valid, padded, g_hs, g_xw, g_hu, dh, tmp, UT):
+    """The backward loop in NumPy ufuncs (used when Numba is unavailable or turned off)."""
+    T, B, H = h_prev.shape
+    r, z, n, v = (acts[:, :, k * H : (k + 1) * H] for k in range(4))
+    # local derivatives: dn_pre = dh An, dz_pre = dh Az, dr_pre = (gradient at r * v) Ar
+    An = (1 - z) * (1 - n * n)
+    Az = (h_prev - n) * (z * (1 - z))
+    Ar = (h_prev if reset == "before" else v) * (r * (1 - r))
+    for t in range(T - 1, -1, -1):
+        dh += g_hs[t]
+        masked = padded is not None and padded[t]
+        if masked:
+            ok = valid[t]
+            carry = np.where(ok, 0, dh)
+            dh *= ok
+        gx = g_xw[t]
+        dn, dz = gx[:, 2 * H :], gx[:, H : 2 * H]
+        np.multiply(dh, An[t], out=dn)
+        np.multiply(dh, Az[t], out=dz)
+        if reset == "before":
+            U_rzT, U_nT = UT
+            drh = np.dot(dn, U_nT)
+            np.multiply(drh, Ar[t], out=gx[:, :H])
+            dh *= z[t]
+            np.multiply(drh, r[t], out=tmp)
+            dh += tmp
+            dh += np.dot(gx[:, : 2 * H], U_rzT)
+        else:
+            ghu = g_hu[t]
+            np.multiply(dn, Ar[t], out=gx[:, :H])
+            ghu[:, : 2 * H] = gx[:, : 2 * H]
+            np.multiply(dn, r[t], out=ghu[:, 2 * H :])
+            dh *= z[t]
+            dh += np.dot(ghu, UT)
+        if masked:
+            dh += carry
 
 
 # ======================================================================= Ops
@@ -637,10 +625,18 @@ class LSTMSequenceGrad(_BackwardOp):
 
 
 class GRUSequence(Op):
-    """Whole-sequence GRU: ``(xw, W1, W2, h0, mask) -> hs``; see :func:`gru_sequence`.
+    """Whole-sequence GRU: ``(xw, W1, W2, h0, mask) -> (hs, acts)``; see :func:`gru_sequence`.
 
     ``reset="before"``: ``W1, W2 = U_rz (H, 2H), U_n (H, H)``;
     ``reset="after"``: ``W1, W2 = U (H, 3H), c (3H,)``.
+
+    ``acts`` ``(T, B, 4H)`` holds every step's ``r, z, n`` and the operand
+    the reset gate multiplies (``r * h_{t-1}``, reset before;
+    ``h_{t-1} U_n + c_n``, reset after).  It is an output so that
+    :class:`GRUSequenceGrad` reuses it instead of recomputing the gates
+    (two large GEMMs and about ten passes over ``(T, B, H)`` arrays, more
+    than half of the backward time for B=64, T=100, H=256); it has no
+    gradient of its own.
     """
 
     __props__ = ("reset",)
@@ -678,29 +674,35 @@ class GRUSequence(Op):
         H = None if H is None else int(H)
         B = _same(name, "batch sizes", ("xw.shape[1]", B), ("h0.shape[0]", h0.type.shape[0]), ("mask.shape[1]", mask.type.shape[1]))
         T = _same(name, "sequence lengths", ("xw.shape[0]", T), ("mask.shape[0]", mask.type.shape[0]))
-        return Apply(self, [xw, W1, W2, h0, mask], [_out_type(dtype, (T, B, H))])
+        # the second output, the activations (T, B, 4H), is for GRUSequenceGrad
+        outs = [_out_type(dtype, (T, B, H)), _out_type(dtype, (T, B, None if H is None else 4 * H))]
+        return Apply(self, [xw, W1, W2, h0, mask], outs)
 
     def perform(self, node, inputs, output_storage):
-        output_storage[0][0] = _gru_forward(self.reset, *inputs)
+        for storage, value in zip(output_storage, _gru_forward(self.reset, *inputs)):
+            storage[0] = value
 
     def infer_shape(self, fgraph, node, shapes):
-        return [(shapes[0][0], shapes[0][1], shapes[3][1])]
+        T, B, G = shapes[0]
+        return [(T, B, shapes[3][1]), (T, B, 4 * shapes[3][1])]
 
     def connection_pattern(self, node):
-        return [[True]] * 4 + [[False]]
+        return [[True, True]] * 4 + [[False, False]]
 
     def pullback(self, inputs, outputs, output_grads):
         xw, W1, W2, h0, mask = inputs
-        (hs,) = outputs
+        hs, acts = outputs
+        if not isinstance(output_grads[1].type, DisconnectedType):
+            raise NotImplementedError("GRUSequence: the acts output is internal and has no gradient; use hs")
         g_hs = _zeros_if_disconnected(output_grads[0], hs)
-        grads = GRUSequenceGrad(self.reset)(xw, W1, W2, h0, mask, hs, g_hs)
+        grads = GRUSequenceGrad(self.reset)(xw, W1, W2, h0, mask, hs, acts, g_hs)
         return list(grads) + [disconnected_type()]
 
     L_op = pullback  # what PyTensor 2.x calls (3.x calls pullback)
 
 
 class GRUSequenceGrad(_BackwardOp):
-    """BPTT of :class:`GRUSequence`: ``(xw, W1, W2, h0, mask, hs, g_hs) -> (g_xw, g_W1, g_W2, g_h0)``."""
+    """BPTT of :class:`GRUSequence`: ``(xw, W1, W2, h0, mask, hs, acts, g_hs) -> (g_xw, g_W1, g_W2, g_h0)``."""
 
     __props__ = ("reset",)
 
@@ -710,7 +712,7 @@ class GRUSequenceGrad(_BackwardOp):
         self.reset = reset
 
     _cell = "GRU"
-    _n_inputs = 7
+    _n_inputs = 8
 
     def _backward(self, *inputs):
         return _gru_backward(self.reset, *inputs)
@@ -859,7 +861,8 @@ def gru_sequence(xw, weights: Sequence, h0, mask=None, reset: str = "before"):
         if xw.ndim != 3:
             raise ValueError(f"GRUSequence: xw must have 3 dimensions, received {xw.ndim} (static shape {xw.type.shape})")
         mask = _default_mask(xw)
-    return GRUSequence(reset)(xw, weights[0], weights[1], h0, mask)
+    hs, _acts = GRUSequence(reset)(xw, weights[0], weights[1], h0, mask)
+    return hs
 
 
 # ===================================================================== Numba
@@ -929,6 +932,7 @@ def _jax_lstm(xw, U, c0, h0, mask):
 
 
 def _jax_gru(reset, xw, W1, W2, h0, mask):
+    """``(hs, acts)`` as :class:`GRUSequence` computes them."""
     import jax
     import jax.numpy as jnp
 
@@ -936,21 +940,22 @@ def _jax_gru(reset, xw, W1, W2, h0, mask):
     valid = (mask != 0)[:, :, None]
 
     def step(h, inp):
-        x, v = inp
+        x, ok = inp
         if reset == "before":
             rz = jax.nn.sigmoid(x[:, : 2 * H] + jnp.dot(h, W1))
-            r, z = rz[:, :H], rz[:, H:]
-            n = jnp.tanh(x[:, 2 * H :] + jnp.dot(r * h, W2))
+            v = rz[:, :H] * h
+            n = jnp.tanh(x[:, 2 * H :] + jnp.dot(v, W2))
         else:
             hu = jnp.dot(h, W1) + W2
-            r = jax.nn.sigmoid(x[:, :H] + hu[:, :H])
-            z = jax.nn.sigmoid(x[:, H : 2 * H] + hu[:, H : 2 * H])
-            n = jnp.tanh(x[:, 2 * H :] + r * hu[:, 2 * H :])
-        h_new = jnp.where(v, (1 - z) * n + z * h, h)
-        return h_new, h_new
+            rz = jax.nn.sigmoid(x[:, : 2 * H] + hu[:, : 2 * H])
+            v = hu[:, 2 * H :]
+            n = jnp.tanh(x[:, 2 * H :] + rz[:, :H] * v)
+        z = rz[:, H:]
+        h_new = jnp.where(ok, (1 - z) * n + z * h, h)
+        return h_new, (h_new, jnp.concatenate([rz, n, v], axis=-1))
 
-    _, hs = jax.lax.scan(step, h0, (xw, valid))
-    return hs
+    _, (hs, acts) = jax.lax.scan(step, h0, (xw, valid))
+    return hs, acts
 
 
 _JAX_DISPATCH = "pytensor.link.jax.dispatch"
@@ -998,8 +1003,8 @@ def register_jax() -> bool:
     def _gru_grad(op, node=None, **kwargs):
         reset = op.reset
 
-        def gru_grad(xw, W1, W2, h0, mask, hs, g_hs):
-            _, vjp = jax.vjp(lambda a, b, c, d: _jax_gru(reset, a, b, c, d, mask), xw, W1, W2, h0)
+        def gru_grad(xw, W1, W2, h0, mask, hs, acts, g_hs):
+            _, vjp = jax.vjp(lambda a, b, c, d: _jax_gru(reset, a, b, c, d, mask)[0], xw, W1, W2, h0)
             return vjp(g_hs)
 
         return gru_grad
