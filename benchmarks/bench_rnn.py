@@ -12,7 +12,9 @@ python benchmarks/bench_rnn.py --json results.json              # also write the
 
 A training step is forward + mean-squared-error loss on the top hidden state +
 backpropagation through time + a plain SGD update, float32.  Inference is the
-forward pass returning the last hidden state.  PyTorch runs with 2 threads.
+forward pass returning the last hidden state.  PyTorch runs with 2 threads,
+first and again last in each group of rows; the ratios use the mean of its two rates
+(the row printed as a case finishes uses the rates known so far).
 """
 
 from __future__ import annotations
@@ -226,7 +228,13 @@ def main(argv=None) -> None:
         for cell in args.cells:
             for what in args.what:
                 torch_rate = None
-                for impl in sorted(args.impls, key=lambda i: i != "torch"):
+                # PyTorch runs first and again last in each group: the machine's speed drifts,
+                # so the ratios use the mean of the two rates and the table shows both.
+                order = [i for i in args.impls if i != "torch"]
+                if "torch" in args.impls:
+                    order = ["torch"] + order + (["torch"] if order else [])
+                group = []
+                for impl in order:
                     for mode in (["-"] if impl == "torch" else args.modes):
                         case = dict(config=config, cell=cell, what=what, impl=impl, mode=mode,
                                     repeats=args.repeats, min_seconds=args.min_seconds)
@@ -237,9 +245,17 @@ def main(argv=None) -> None:
                             res["min_s"] = min(res["times"])
                             res["seq_per_s"] = res["batch"] / res["median_s"]
                             if impl == "torch":
-                                torch_rate = res["seq_per_s"]
-                        rows.append(res)
+                                torch_rate = res["seq_per_s"] if torch_rate is None else (torch_rate + res["seq_per_s"]) / 2
+                        group.append(res)
                         _print_row(res, torch_rate)
+                for res in group:
+                    if torch_rate and "seq_per_s" in res:
+                        res["vs_torch"] = res["seq_per_s"] / torch_rate
+                rows.extend(group)
+                if len([r for r in group if r["impl"] == "torch"]) == 2:
+                    print(f"{'':6} {'':5} {'':6} ratios against the mean PyTorch rate, {torch_rate:.1f} seq/s:  "
+                          + "  ".join(f"{r['impl']}/{r['mode']} {r['vs_torch']:.2f}" for r in group
+                                      if r["impl"] != "torch" and "vs_torch" in r), flush=True)
     print()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
     if args.json:

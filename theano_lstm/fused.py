@@ -46,7 +46,9 @@ NUMBA
     (an object-mode call has no cache key).
 JAX
     ``jax_funcify`` implementations: a :func:`jax.lax.scan` of the same
-    equations, and :func:`jax.vjp` of it for the gradient Ops.  The
+    equations, and for the gradient Ops a reverse scan of the same BPTT
+    from the saved activations (no second forward pass, which
+    :func:`jax.vjp` of the forward scan would run).  The
     registration needs ``pytensor.link.jax.dispatch``, which imports jax and
     sets ``jax_enable_x64`` from ``floatX`` as a side effect; to keep
     ``import theano_lstm.fused`` from importing jax (slow) or changing that
@@ -958,6 +960,78 @@ def _jax_gru(reset, xw, W1, W2, h0, mask):
     return hs, acts
 
 
+def _jax_shift(first, seq):
+    """``[first, seq[0], ..., seq[T-2]]`` (the state each step started from)."""
+    import jax.numpy as jnp
+
+    return jnp.concatenate([first[None], seq[:-1]], axis=0)
+
+
+def _jax_lstm_grad(xw, U, c0, h0, mask, cs, hs, gates, g_cs, g_hs):
+    """BPTT of :func:`_jax_lstm` from its saved gates: one reverse :func:`jax.lax.scan`, no second forward pass."""
+    import jax
+    import jax.numpy as jnp
+
+    H = U.shape[0]
+    valid = (mask != 0)[:, :, None]
+    UT = U.T
+
+    def step(carry, inp):
+        dh, dc = carry
+        gh, gc, g4, c, c_prev, ok = inp
+        dh = dh + gh
+        dc = dc + gc
+        i, f, g, o = g4[:, :H], g4[:, H : 2 * H], g4[:, 2 * H : 3 * H], g4[:, 3 * H :]
+        tc = jnp.tanh(c)
+        dcv = dc + dh * o * (1 - tc * tc)
+        dz = jnp.concatenate([dcv * g * i * (1 - i), dcv * c_prev * f * (1 - f), dcv * i * (1 - g * g), dh * tc * o * (1 - o)], axis=-1)
+        dz = jnp.where(ok, dz, 0)
+        return (jnp.where(ok, jnp.dot(dz, UT), dh), jnp.where(ok, dcv * f, dc)), dz
+
+    inputs = (g_hs, g_cs, gates, cs, _jax_shift(c0, cs), valid)
+    (dh, dc), g_xw = jax.lax.scan(step, (jnp.zeros_like(h0), jnp.zeros_like(c0)), inputs, reverse=True)
+    g_U = jnp.einsum("tbh,tbk->hk", _jax_shift(h0, hs), g_xw)
+    return g_xw, g_U, dc, dh
+
+
+def _jax_gru_grad(reset, xw, W1, W2, h0, mask, hs, acts, g_hs):
+    """BPTT of :func:`_jax_gru` from its saved activations (one reverse scan)."""
+    import jax
+    import jax.numpy as jnp
+
+    H = h0.shape[-1]
+    valid = (mask != 0)[:, :, None]
+    h_prev = _jax_shift(h0, hs)
+
+    def step(dh, inp):
+        gh, a, hp, ok = inp
+        dh = dh + gh
+        r, z, n, v = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+        dn = jnp.where(ok, dh * (1 - z) * (1 - n * n), 0)
+        dz = jnp.where(ok, dh * (hp - n) * z * (1 - z), 0)
+        skip = jnp.where(ok, 0, dh)
+        if reset == "before":
+            dv = jnp.dot(dn, W2.T)  # gradient reaching v = r * h_prev
+            dr = dv * hp * r * (1 - r)
+            g_x = jnp.concatenate([dr, dz, dn], axis=-1)
+            dh_prev = jnp.where(ok, dh * z, 0) + dv * r + jnp.dot(g_x[:, : 2 * H], W1.T) + skip
+            return dh_prev, (g_x, g_x)
+        dr = dn * v * r * (1 - r)
+        g_x = jnp.concatenate([dr, dz, dn], axis=-1)
+        g_u = jnp.concatenate([dr, dz, dn * r], axis=-1)  # gradient of h_prev U + c
+        dh_prev = jnp.where(ok, dh * z, 0) + jnp.dot(g_u, W1.T) + skip
+        return dh_prev, (g_x, g_u)
+
+    dh, (g_xw, g_u) = jax.lax.scan(step, jnp.zeros_like(h0), (g_hs, acts, h_prev, valid), reverse=True)
+    if reset == "before":
+        g_W1 = jnp.einsum("tbh,tbk->hk", h_prev, g_xw[:, :, : 2 * H])
+        g_W2 = jnp.einsum("tbh,tbk->hk", acts[:, :, 3 * H :], g_xw[:, :, 2 * H :])
+    else:
+        g_W1 = jnp.einsum("tbh,tbk->hk", h_prev, g_u)
+        g_W2 = g_u.sum(axis=(0, 1))
+    return g_xw, g_W1, g_W2, dh
+
+
 _JAX_DISPATCH = "pytensor.link.jax.dispatch"
 _jax_registered = False
 
@@ -973,7 +1047,7 @@ def register_jax() -> bool:
     if _jax_registered:
         return True
     try:
-        import jax
+        import jax  # noqa: F401 - the implementations below import it when they run
         from pytensor.link.jax.dispatch import jax_funcify
     except ImportError:
         return False
@@ -984,11 +1058,7 @@ def register_jax() -> bool:
 
     @jax_funcify.register(LSTMSequenceGrad)
     def _lstm_grad(op, node=None, **kwargs):
-        def lstm_grad(xw, U, c0, h0, mask, cs, hs, gates, g_cs, g_hs):
-            _, vjp = jax.vjp(lambda a, b, c, d: _jax_lstm(a, b, c, d, mask)[:2], xw, U, c0, h0)
-            return vjp((g_cs, g_hs))
-
-        return lstm_grad
+        return _jax_lstm_grad
 
     @jax_funcify.register(GRUSequence)
     def _gru(op, node=None, **kwargs):
@@ -1004,8 +1074,7 @@ def register_jax() -> bool:
         reset = op.reset
 
         def gru_grad(xw, W1, W2, h0, mask, hs, acts, g_hs):
-            _, vjp = jax.vjp(lambda a, b, c, d: _jax_gru(reset, a, b, c, d, mask)[0], xw, W1, W2, h0)
-            return vjp(g_hs)
+            return _jax_gru_grad(reset, xw, W1, W2, h0, mask, hs, acts, g_hs)
 
         return gru_grad
 
