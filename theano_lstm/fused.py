@@ -429,18 +429,17 @@ def _gru_backward(reset, xw, W1, W2, h0, mask, hs, acts, g_hs, op_name="GRUSeque
     dt = xw.dtype
     g_xw = np.empty((T, B, 3 * H), dt)
     dh = np.zeros((B, H), dt)
-    tmp = np.empty((B, H), dt)
-    if reset == "before":
-        U_nT = np.ascontiguousarray(W2.T)
-        U_rzT = np.ascontiguousarray(W1.T)
-        drh = np.empty((B, H), dt)
-    else:
-        UT = np.ascontiguousarray(W1.T)
-        g_hu = np.empty((T, B, 3 * H), dt)
+    # W1T is U_rz^T (reset before) or U^T (reset after); U_nT only exists before,
+    # g_hu (the gradient of h_{t-1} U + c) only after
+    W1T = np.ascontiguousarray(W1.T)
+    U_nT = np.ascontiguousarray(W2.T) if reset == "before" else None
+    g_hu = np.empty((T, B, 3 * H), dt) if reset == "after" else None
     kernels = _numba_kernels()
     if kernels is not None:
         ok = _ok_rows(valid, T, B)
         carry = np.empty((B, H), dt)
+        tmp = np.empty((B, H), dt)
+        drh = np.empty((B, H), dt)
         acts, hs, g_hs, h0 = (np.ascontiguousarray(a) for a in (acts, hs, g_hs, h0))
         for t in range(T - 1, -1, -1):
             gx, a, h_prev = g_xw[t], acts[t], hs[t - 1] if t else h0
@@ -448,16 +447,15 @@ def _gru_backward(reset, xw, W1, W2, h0, mask, hs, acts, g_hs, op_name="GRUSeque
             if reset == "before":
                 np.dot(gx[:, 2 * H :], U_nT, out=drh)
                 kernels.gru_backward_reset(drh, a, h_prev, dh, gx)
-                np.dot(gx[:, : 2 * H], U_rzT, out=tmp)
+                np.dot(gx[:, : 2 * H], W1T, out=tmp)
             else:
                 kernels.gru_backward_after(gx, a, dh, g_hu[t])
-                np.dot(g_hu[t], UT, out=tmp)
+                np.dot(g_hu[t], W1T, out=tmp)
             dh += tmp
             if padded is not None and padded[t]:
                 dh += carry
     else:
-        _gru_backward_loop(reset, acts, _shift(h0, hs), valid, padded, g_hs, g_xw, g_hu if reset == "after" else None,
-                           dh, tmp, UT if reset == "after" else (U_rzT, U_nT))
+        _gru_backward_loop(reset, acts, _shift(h0, hs), valid, padded, g_hs, g_xw, g_hu, dh, W1T, U_nT)
     # weight gradients: GEMMs over all T * B rows ([h0; hs[:-1]] without a copy)
     if reset == "before":
         g_rz = g_xw[:, :, : 2 * H]
@@ -481,9 +479,10 @@ def _rows_gemm(h0, hs, g):
     return out
 
 
-def _gru_backward_loop(reset, acts, h_prev, valid, padded, g_hs, g_xw, g_hu, dh, tmp, UT):
+def _gru_backward_loop(reset, acts, h_prev, valid, padded, g_hs, g_xw, g_hu, dh, W1T, U_nT):
     """The backward loop in NumPy ufuncs (used when Numba is unavailable or turned off)."""
     T, B, H = h_prev.shape
+    tmp = np.empty((B, H), dh.dtype)
     r, z, n, v = (acts[:, :, k * H : (k + 1) * H] for k in range(4))
     # local derivatives: dn_pre = dh An, dz_pre = dh Az, dr_pre = (gradient at r * v) Ar
     An = (1 - z) * (1 - n * n)
@@ -501,20 +500,19 @@ def _gru_backward_loop(reset, acts, h_prev, valid, padded, g_hs, g_xw, g_hu, dh,
         np.multiply(dh, An[t], out=dn)
         np.multiply(dh, Az[t], out=dz)
         if reset == "before":
-            U_rzT, U_nT = UT
             drh = np.dot(dn, U_nT)
             np.multiply(drh, Ar[t], out=gx[:, :H])
             dh *= z[t]
             np.multiply(drh, r[t], out=tmp)
             dh += tmp
-            dh += np.dot(gx[:, : 2 * H], U_rzT)
+            dh += np.dot(gx[:, : 2 * H], W1T)
         else:
             ghu = g_hu[t]
             np.multiply(dn, Ar[t], out=gx[:, :H])
             ghu[:, : 2 * H] = gx[:, : 2 * H]
             np.multiply(dn, r[t], out=ghu[:, 2 * H :])
             dh *= z[t]
-            dh += np.dot(ghu, UT)
+            dh += np.dot(ghu, W1T)
         if masked:
             dh += carry
 
@@ -1015,18 +1013,20 @@ def _jax_gru_grad(reset, xw, W1, W2, h0, mask, hs, acts, g_hs):
             dr = dv * hp * r * (1 - r)
             g_x = jnp.concatenate([dr, dz, dn], axis=-1)
             dh_prev = jnp.where(ok, dh * z, 0) + dv * r + jnp.dot(g_x[:, : 2 * H], W1.T) + skip
-            return dh_prev, (g_x, g_x)
+            return dh_prev, (g_x,)
         dr = dn * v * r * (1 - r)
         g_x = jnp.concatenate([dr, dz, dn], axis=-1)
         g_u = jnp.concatenate([dr, dz, dn * r], axis=-1)  # gradient of h_prev U + c
         dh_prev = jnp.where(ok, dh * z, 0) + jnp.dot(g_u, W1.T) + skip
         return dh_prev, (g_x, g_u)
 
-    dh, (g_xw, g_u) = jax.lax.scan(step, jnp.zeros_like(h0), (g_hs, acts, h_prev, valid), reverse=True)
+    dh, per_step = jax.lax.scan(step, jnp.zeros_like(h0), (g_hs, acts, h_prev, valid), reverse=True)
+    g_xw = per_step[0]
     if reset == "before":
         g_W1 = jnp.einsum("tbh,tbk->hk", h_prev, g_xw[:, :, : 2 * H])
         g_W2 = jnp.einsum("tbh,tbk->hk", acts[:, :, 3 * H :], g_xw[:, :, 2 * H :])
     else:
+        g_u = per_step[1]
         g_W1 = jnp.einsum("tbh,tbk->hk", h_prev, g_u)
         g_W2 = g_u.sum(axis=(0, 1))
     return g_xw, g_W1, g_W2, dh
